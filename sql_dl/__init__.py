@@ -1,0 +1,17 @@
+"""sql-dl: deep-learning models as Spark SQL functions.
+
+    from sql_dl import build_session
+    spark = build_session(catalog="models.yaml")
+    spark.sql("SELECT path, predict_efficientnet_lite0(content) FROM binaryFile.`photos/*.jpg`").show()
+"""
+from .catalog import Catalog, InputSpec, ModelSpec, OutputSpec, load_catalog
+from .errors import CatalogError, ExportError, ImageDecodeError, ModelUnavailableError, SqlDlError
+from .registry import Registered, register_catalog
+from .session import build_session
+
+__version__ = "0.1.0"
+__all__ = [
+    "Catalog", "CatalogError", "ExportError", "ImageDecodeError", "InputSpec", "ModelSpec",
+    "ModelUnavailableError", "OutputSpec", "Registered", "SqlDlError", "build_session", "load_catalog",
+    "register_catalog",
+]

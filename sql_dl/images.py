@@ -1,0 +1,106 @@
+"""Decode one row's image and preprocess it into the model's input tensor.
+
+Executor-side, so it needs only numpy and Pillow. An image arrives either as
+encoded bytes (binaryFile's ``content``) or as the struct of Spark's image data
+source (pixels in BGR order, OpenCV modes 0/16/24). Both become an RGB uint8
+array, then the entry's :class:`InputSpec` (resize, crop, colour order,
+normalisation, layout) is applied exactly as torchvision's ``Resize`` +
+``CenterCrop`` + ``ToTensor`` + ``Normalize`` would on a PIL image.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .catalog import InputSpec
+from .errors import ImageDecodeError
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING,
+}
+# OpenCV type codes used by Spark's image source -> channel count
+_SPARK_MODES = {0: 1, 16: 3, 24: 4}
+
+
+def decode_bytes(data: bytes) -> Image.Image:
+    """Encoded image bytes -> an RGB PIL image (grey, palette, RGBA, CMYK all converted)."""
+    if not data:
+        raise ImageDecodeError("empty content (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image if image.mode == "RGB" else image.convert("RGB")
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a recognised image format") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}") from None
+
+
+def from_spark_struct(row: dict[str, Any]) -> Image.Image:
+    """A row of Spark's image source (BGR/BGRA/grey bytes) -> an RGB PIL image."""
+    height, width, channels, mode = row["height"], row["width"], row["nChannels"], row["mode"]
+    data = row["data"]
+    if height is None or height <= 0 or width <= 0 or not data:
+        raise ImageDecodeError(f"invalid image row (Spark could not read {row.get('origin') or 'the file'})")
+    if _SPARK_MODES.get(mode) != channels or len(data) != height * width * channels:
+        raise ImageDecodeError(f"unsupported image struct: mode {mode}, {channels} channels, "
+                               f"{len(data)} bytes for {width}x{height}")
+    pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels)
+    if channels == 1:
+        return Image.fromarray(pixels[:, :, 0], "L").convert("RGB")
+    return Image.fromarray(np.ascontiguousarray(pixels[:, :, 2::-1]), "RGB")  # BGR(A) -> RGB
+
+
+def resize_and_crop(image: Image.Image, spec: InputSpec) -> np.ndarray:
+    """Resize (shorter side or stretch) and centre-crop to ``spec.size``: HxWx3 uint8 in spec.color order."""
+    out_h, out_w = spec.size
+    resample = _RESAMPLE[spec.interpolation]
+    if spec.resize is None:
+        image = image.resize((out_w, out_h), resample)
+    else:
+        image = image.resize(_shorter_side_size(image.size, spec.resize), resample)
+        if spec.crop == "center":
+            image = image.crop(_center_box(image.size, (out_w, out_h)))
+    pixels = np.asarray(image)
+    if pixels.shape[:2] != (out_h, out_w):
+        raise ImageDecodeError(f"image is {pixels.shape[1]}x{pixels.shape[0]} after resize; the model needs "
+                               f"{out_w}x{out_h} (set input.crop: center or input.resize: stretch)")
+    return pixels[:, :, ::-1] if spec.color == "bgr" else pixels
+
+
+def _shorter_side_size(size: tuple[int, int], target: int) -> tuple[int, int]:
+    """torchvision's rule: the shorter side becomes ``target``, the longer one is truncated."""
+    w, h = size
+    if w <= h:
+        return target, int(target * h / w)
+    return int(target * w / h), target
+
+
+def _center_box(size: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int, int, int]:
+    """torchvision's CenterCrop box (rounding half to even as it does)."""
+    w, h = size
+    cw, ch = crop
+    left, top = int(round((w - cw) / 2.0)), int(round((h - ch) / 2.0))
+    return left, top, left + cw, top + ch
+
+
+def to_tensor(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """NHWC uint8 batch -> the model's tensor (normalised float32, or raw uint8), in spec.layout."""
+    if spec.dtype == "float32":  # mean/std are declared in the model's channel order (spec.color)
+        scale = np.float32(spec.scale) / np.asarray(spec.std, np.float32)
+        shift = -np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)
+        batch = batch.astype(np.float32) * scale + shift
+    if spec.layout == "nchw":
+        batch = batch.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(batch)
+
+
+def image_to_pixels(value: Any, spec: InputSpec) -> np.ndarray:
+    """One cell (bytes or image-source struct as a dict) -> HxWx3 uint8, ready to batch."""
+    image = from_spark_struct(value) if isinstance(value, dict) else decode_bytes(value)
+    return resize_and_crop(image, spec)

@@ -1,0 +1,163 @@
+"""Driver side: validate each catalog entry's ONNX model and register its SQL functions.
+
+Everything checkable is checked here, before any task runs: the file's sha256,
+the model's input rank and size, the output names, the label count, function
+names clashing with Spark built-ins. An entry whose ONNX file is absent still
+gets its function names, as SQL functions that fail with one line saying how
+to supply the model; all other entries register normally.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from . import runtime
+from .catalog import Catalog, ModelSpec, load_catalog
+from .errors import CatalogError
+from .outputs import load_labels
+from .udfs import FEATURES_SQL_TYPE, TOPK_SQL_TYPE, UDF_FACTORIES, Task
+
+log = logging.getLogger("sql_dl")
+EVENT_LOG_CONF = "spark.sqldl.eventLog"
+_warned: set = set()
+
+
+@dataclass
+class Registered:
+    """What :func:`register_catalog` did: SQL function -> (entry, kind), and unavailable entries -> reason."""
+
+    catalog: Catalog
+    functions: dict = field(default_factory=dict)
+    missing: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # entry -> ModelInfo, for available entries
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    sha256: str
+    classes: int | None
+    feature_size: int | None
+
+
+def expected_sha256(spec: ModelSpec) -> str | None:
+    """The catalog's sha256, else the one our exporter recorded beside the file (``<file>.sha256``)."""
+    if spec.sha256:
+        return spec.sha256
+    sidecar = Path(str(spec.onnx) + ".sha256")
+    return sidecar.read_text().split()[0] if sidecar.is_file() else None
+
+
+def missing_message(spec: ModelSpec) -> str:
+    how = (f"`sql-dl models export {spec.name} --weights pretrained` (downloads) or --weights PATH (a local "
+           ".pth/.safetensors)") if spec.source.get("exporter") else "an ONNX file"
+    return (f"model '{spec.name}' is not available: {spec.onnx} does not exist; supply it with {how}, "
+            f"or copy an ONNX file to that path")
+
+
+def inspect_model(spec: ModelSpec) -> ModelInfo:
+    """Open the model once on the driver and check it against the entry; one-line CatalogError otherwise."""
+    import onnxruntime as ort
+
+    actual = runtime.file_sha256(str(spec.onnx))
+    expected = expected_sha256(spec)
+    if expected and actual != expected:
+        raise CatalogError(f"{spec.where()}: sha256 of {spec.onnx.name} is {actual[:12]}..., the catalog expects "
+                           f"{expected[:12]}... (file changed or corrupt: export it again or fix sha256)")
+    try:
+        session = ort.InferenceSession(str(spec.onnx), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
+        raise CatalogError(f"{spec.where()}: onnx {spec.onnx.name} cannot be loaded: "
+                           f"{str(exc).splitlines()[0]}") from None
+    _check_input(spec, session.get_inputs())
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    sizes = {}
+    for key in ("scores", "features"):
+        name = getattr(spec.outputs, key)
+        if name is None:
+            continue
+        if name not in outputs:
+            raise CatalogError(f"{spec.where()}: outputs.{key} {name!r} is not an output of the model "
+                               f"(it has: {', '.join(outputs)})")
+        last = outputs[name][-1] if outputs[name] else None
+        sizes[key] = last if isinstance(last, int) else None
+    if sizes.get("scores") is not None:
+        labels = len(load_labels(spec.labels))
+        if labels != sizes["scores"]:
+            raise CatalogError(f"{spec.where()}: labels has {labels} names but output {spec.outputs.scores!r} "
+                               f"has {sizes['scores']} classes")
+    return ModelInfo(actual, sizes.get("scores"), sizes.get("features"))
+
+
+def _check_input(spec: ModelSpec, inputs: list) -> None:
+    if len(inputs) != 1:
+        raise CatalogError(f"{spec.where()}: image models take one input; {spec.onnx.name} has {len(inputs)} "
+                           f"({', '.join(i.name for i in inputs)})")
+    shape = inputs[0].shape
+    h, w = spec.input.size
+    expected = [None, 3, h, w] if spec.input.layout == "nchw" else [None, h, w, 3]
+    if len(shape) != 4:
+        raise CatalogError(f"{spec.where()}: the model's input {inputs[0].name!r} has rank {len(shape)} "
+                           f"(shape {shape}); input.layout {spec.input.layout} needs rank 4 {expected}")
+    for got, want in zip(shape[1:], expected[1:]):
+        if isinstance(got, int) and got != want:
+            raise CatalogError(f"{spec.where()}: the model's input shape is {shape}, but input.size/layout "
+                               f"say {expected}")
+
+
+def _system_functions(spark: SparkSession) -> set:
+    return {row[0].lower() for row in spark.sql("SHOW SYSTEM FUNCTIONS").collect()}
+
+
+def _register_unavailable(spark: SparkSession, name: str, kind: str, message: str) -> None:
+    """A SQL function that raises ``message`` when called: one line to the user, for binary or struct input."""
+    literal = message.replace("\\", "\\\\").replace("'", "\\'")
+    params, returns = "image STRING", "STRING"
+    if kind == "topk":
+        params, returns = "image STRING, k INT", TOPK_SQL_TYPE.simpleString()
+    elif kind == "featurize":
+        returns = FEATURES_SQL_TYPE.simpleString()
+    spark.sql(f"CREATE OR REPLACE TEMPORARY FUNCTION {name}({params}) RETURNS {returns} "
+              f"RETURN raise_error('{literal}')")
+
+
+def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> Registered:
+    """Validate the catalog at ``path`` and register every entry's SQL functions in ``spark``.
+
+    Raises :class:`CatalogError` (one line) for an invalid catalog or model. An
+    entry whose ONNX file is absent is registered as functions that fail with
+    instructions, and a warning is logged once per entry.
+    """
+    catalog = load_catalog(path)
+    builtins = _system_functions(spark)
+    event_log = spark.conf.get(EVENT_LOG_CONF, None) or None
+    result = Registered(catalog)
+    for spec in catalog:
+        for kind, fn in spec.functions.items():
+            if fn in builtins:
+                raise CatalogError(f"{spec.where()}: functions.{kind} '{fn}' clashes with Spark's built-in "
+                                   f"function of that name; choose another name")
+        if not spec.available:
+            _register_missing(spark, spec, result)
+            continue
+        info = inspect_model(spec)
+        task = Task(runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size,
+                                     event_log), spec.input, spec.outputs, load_labels(spec.labels))
+        for kind, fn in spec.functions.items():
+            spark.udf.register(fn, UDF_FACTORIES[kind](task))
+            result.functions[fn] = (spec.name, kind)
+        result.models[spec.name] = info
+    return result
+
+
+def _register_missing(spark: SparkSession, spec: ModelSpec, result: Registered) -> None:
+    message = missing_message(spec)
+    result.missing[spec.name] = message
+    if (str(spec.onnx), spec.name) not in _warned:
+        _warned.add((str(spec.onnx), spec.name))
+        log.warning("%s", message)
+    for kind, fn in spec.functions.items():
+        _register_unavailable(spark, fn, kind, message)
+        result.functions[fn] = (spec.name, kind)

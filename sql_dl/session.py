@@ -1,0 +1,66 @@
+"""Build a SparkSession configured from ``conf/`` with the catalog registered.
+
+Settings come from ``conf/spark-defaults.conf`` (``SQL_DL_CONF_DIR`` overrides
+the folder), then from the caller. JVM logs go to ``logs/spark.log``
+(``SQL_DL_LOG_DIR``) so the console shows only sql-dl's own one-line messages.
+Python workers run this interpreter (``sys.executable``): otherwise Spark starts
+``python3`` from PATH, which may lack the packages the UDFs need.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from .registry import Registered, register_catalog
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def conf_dir() -> Path:
+    return Path(os.environ.get("SQL_DL_CONF_DIR", PROJECT_DIR / "conf"))
+
+
+def read_spark_defaults(path: Path) -> dict:
+    """``key value`` lines, as in Spark's own spark-defaults.conf; # starts a comment."""
+    settings = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                key, _, value = line.partition(" ")
+                settings[key] = value.strip()
+    return settings
+
+
+def spark_settings(extra: dict | None = None) -> dict:
+    settings = read_spark_defaults(conf_dir() / "spark-defaults.conf")
+    log4j = conf_dir() / "log4j2.properties"
+    if log4j.is_file():
+        log_dir = Path(os.environ.get("SQL_DL_LOG_DIR", "logs")).resolve()
+        java = f"-Dlog4j2.configurationFile={log4j.as_uri()} -Dsql_dl.log.dir={log_dir}"
+        settings["spark.driver.extraJavaOptions"] = java
+        settings["spark.executor.extraJavaOptions"] = java
+    settings["spark.pyspark.python"] = sys.executable
+    settings.update(extra or {})
+    return settings
+
+
+def build_session(master: str | None = None, catalog: str | Path | None = "models.yaml",
+                  app_name: str = "sql-dl", conf: dict | None = None) -> SparkSession:
+    """A SparkSession from ``conf/`` (master ``local[*]`` unless given) with ``catalog`` registered."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("SQL_DL_MASTER", "local[*]"))
+    for key, value in spark_settings(conf).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    if catalog is not None:
+        spark.sql_dl = register_catalog(spark, catalog)  # type: ignore[attr-defined]
+    return spark
+
+
+__all__ = ["build_session", "Registered"]

@@ -24,3 +24,22 @@ class ExportError(SqlDlError):
 
 class ImageDecodeError(SqlDlError, ValueError):
     """One row's image could not be decoded; the row becomes NULL by default."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The one line a user should see for ``exc``: ours as they are, Spark's without JVM or Python traces.
+
+    Spark errors carry ``[CONDITION] message SQLSTATE: x`` plus plan dumps and, for
+    Python UDFs, the worker's traceback; the first meaningful line is what matters.
+    """
+    if isinstance(exc, SqlDlError):
+        return str(exc)
+    text = str(exc)
+    if "Traceback (most recent call last)" in text:  # a Python worker failed: keep its final error line
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(" ")]
+        errors = [ln for ln in lines if ln.split(":")[0].rsplit(".", 1)[-1].endswith(("Error", "Exception"))]
+        text = errors[-1] if errors else lines[-1]
+        return text.split(": ", 1)[1] if text.split(":")[0].startswith("sql_dl.") else text
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = first.replace("[USER_RAISED_EXCEPTION] ", "")
+    return first.split(" SQLSTATE:")[0].rstrip(" ;")

@@ -60,8 +60,8 @@ def topk_array(probs: np.ndarray, valid: np.ndarray, ks: np.ndarray, labels: tup
 
 def features_array(features: np.ndarray, valid: np.ndarray) -> pa.Array:
     """(valid_rows, ...) -> ARRAY<FLOAT> per row, flattened, built without Python loops."""
-    flat = features.reshape(len(features), -1).astype(np.float32, copy=False)
-    width = flat.shape[1] if len(flat) else 0
+    width = int(np.prod(features.shape[1:])) if len(features) else 0
+    flat = features.reshape(len(features), width).astype(np.float32, copy=False)
     counts = np.where(valid, width, 0)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel()), type=FEATURES_TYPE,

@@ -1,16 +1,19 @@
 """Build a SparkSession configured from ``conf/`` with the catalog registered.
 
 Settings come from ``conf/spark-defaults.conf`` (``SQL_DL_CONF_DIR`` overrides
-the folder), then from the caller. JVM logs go to ``logs/spark.log``
-(``SQL_DL_LOG_DIR``) so the console shows only sql-dl's own one-line messages.
+the folder), then from the caller. JVM logs go to ``logs/spark.log`` and the
+JVM's own stderr to ``logs/jvm-stderr.log`` (``SQL_DL_LOG_DIR`` moves both), so
+the console shows only sql-dl's own one-line messages.
 Python workers run this interpreter (``sys.executable``): otherwise Spark starts
 ``python3`` from PATH, which may lack the packages the UDFs need.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from pyspark.sql import SparkSession
 
@@ -35,12 +38,31 @@ def read_spark_defaults(path: Path) -> dict:
     return settings
 
 
+def log_dir() -> Path:
+    return Path(os.environ.get("SQL_DL_LOG_DIR", "logs")).resolve()
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Point fd 2 at ``path`` while the JVM starts: the JVM (and the Python workers it forks) inherit it,
+    so launcher notices and worker output land in the log, not on the user's console."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as target:
+        os.dup2(target.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def spark_settings(extra: dict | None = None) -> dict:
     settings = read_spark_defaults(conf_dir() / "spark-defaults.conf")
     log4j = conf_dir() / "log4j2.properties"
     if log4j.is_file():
-        log_dir = Path(os.environ.get("SQL_DL_LOG_DIR", "logs")).resolve()
-        java = f"-Dlog4j2.configurationFile={log4j.as_uri()} -Dsql_dl.log.dir={log_dir}"
+        java = f"-Dlog4j2.configurationFile={log4j.as_uri()} -Dsql_dl.log.dir={log_dir()}"
         settings["spark.driver.extraJavaOptions"] = java
         settings["spark.executor.extraJavaOptions"] = java
     settings["spark.pyspark.python"] = sys.executable
@@ -56,8 +78,9 @@ def build_session(master: str | None = None, catalog: str | Path | None = "model
     builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("SQL_DL_MASTER", "local[*]"))
     for key, value in spark_settings(conf).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    with _stderr_to(log_dir() / "jvm-stderr.log"):
+        spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
     if catalog is not None:
         spark.sql_dl = register_catalog(spark, catalog)  # type: ignore[attr-defined]
     return spark

@@ -1,0 +1,163 @@
+"""The `sql-dl` command: a spark-sql style shell, model management, the demo.
+
+Errors reach the user as one line (``Error: ...``) with exit code 1; Spark and
+Python tracebacks stay in ``logs/spark.log``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .catalog import load_catalog
+from .errors import SqlDlError, one_line
+from .shell import FORMATS, interactive, run_script, write_rows
+
+CATALOG = click.option("--catalog", default="models.yaml", show_default=True, type=click.Path(dir_okay=False),
+                       help="The model catalog (YAML).")
+MASTER = click.option("--master", default=None, help="Spark master URL (default: local[*]).")
+
+
+def _quiet_logging() -> None:
+    """sql-dl warnings as one line on stderr; pyspark's JSON error logs off (we print the error ourselves)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sql-dl: warning: %(message)s"))
+    logging.getLogger("sql_dl").addHandler(handler)
+    logging.getLogger("sql_dl").propagate = False
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger", "py4j"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _session(master: str | None, catalog: str):
+    from .session import build_session
+
+    try:
+        return build_session(master=master, catalog=catalog)
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="sql-dl")
+def main() -> None:
+    """sql-dl: deep-learning models as Spark SQL functions."""
+    _quiet_logging()
+
+
+@main.command("sql")
+@click.option("-e", "query", default=None, help="Run this SQL (one or more statements separated by ;) and exit.")
+@click.option("-f", "file", default=None, type=click.File("r"), help="Run the statements in this file and exit.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="json: one JSON object per row, keys = column names.")
+@CATALOG
+@MASTER
+def sql_command(query: str | None, file, fmt: str, catalog: str, master: str | None) -> None:
+    """A spark-sql style shell with every catalog function registered.
+
+    With neither -e nor -f, an interactive prompt: end statements with ';'.
+    """
+    spark = _session(master, catalog)
+    if query is not None or file is not None:
+        sys.exit(run_script(spark, query if query is not None else file.read(), fmt))
+    sys.exit(interactive(spark, fmt))
+
+
+@main.group()
+def models() -> None:
+    """List, describe and export the catalog's models."""
+
+
+def _entry_summary(spec) -> dict:
+    return {"name": spec.name, "onnx": str(spec.onnx), "available": spec.available,
+            "functions": sorted(spec.functions.values()), "input_size": list(spec.input.size),
+            "device": spec.device, "labels": spec.labels if spec.labels == "imagenet" else Path(spec.labels).name}
+
+
+@models.command("list")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+@CATALOG
+def models_list(fmt: str, catalog: str) -> None:
+    """Every catalog entry: its ONNX file, whether it is present, its SQL functions."""
+    entries = [_entry_summary(spec) for spec in _catalog(catalog)]
+    if fmt == "json":
+        for entry in entries:
+            click.echo(json.dumps(entry))
+        return
+    columns = ["name", "available", "input_size", "functions", "onnx"]
+    write_rows(columns, [[e[c] for c in columns] for e in entries], "table", sys.stdout)
+
+
+@models.command("describe")
+@click.argument("name")
+@CATALOG
+def models_describe(name: str, catalog: str) -> None:
+    """One entry, resolved: preprocessing, outputs, labels, sha256, source."""
+    from .registry import expected_sha256
+
+    spec = _get(catalog, name)
+    info = {**_entry_summary(spec), "sha256": expected_sha256(spec), "source": spec.source,
+            "preprocessing": spec.input.describe(), "outputs": vars(spec.outputs), "batch_size": spec.batch_size}
+    click.echo(json.dumps(info, indent=2))
+
+
+@models.command("export")
+@click.argument("name")
+@click.option("--weights", default="pretrained", show_default=True,
+              help="pretrained (the entry's published weights; may download), random (offline tests), "
+                   "or PATH to a local .pth/.safetensors.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Write here instead of the entry's path.")
+@CATALOG
+def models_export(name: str, weights: str, out: str | None, catalog: str) -> None:
+    """Export an entry to ONNX, verify it against PyTorch, record its sha256."""
+    from .export import export_onnx
+
+    weights = "pretrained" if weights == "torchvision" else weights
+    try:
+        path = export_onnx(_get(catalog, name), weights, out)
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {name} -> {path} (verified against PyTorch)")
+
+
+@main.command("demo")
+@click.option("--photos", default="data/photos", show_default=True, type=click.Path(file_okay=False))
+@CATALOG
+@MASTER
+def demo(photos: str, catalog: str, master: str | None) -> None:
+    """Label real photos with EfficientNet-Lite0 through Spark SQL."""
+    from .photos import make_photo_dir
+
+    make_photo_dir(photos)
+    spark = _session(master, catalog)
+    query = (f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, top[0].label AS label, "
+             f"round(top[0].score, 3) AS score\n"
+             f"FROM (SELECT path, predict_efficientnet_lite0_topk(content, 1) AS top\n"
+             f"      FROM binaryFile.`{Path(photos).resolve()}/*.jpg`)\nORDER BY file")
+    click.echo(query + ";")
+    sys.exit(run_script(spark, query, "table"))
+
+
+def _catalog(path: str):
+    try:
+        return load_catalog(path)
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _get(catalog: str, name: str):
+    try:
+        return _catalog(catalog).get(name)
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def run() -> None:
+    """Entry point that turns anything unexpected into one line too."""
+    try:
+        main(standalone_mode=True)
+    except Exception as exc:  # noqa: BLE001
+        click.echo(f"Error: {one_line(exc)}", err=True)
+        sys.exit(1)

@@ -1,0 +1,152 @@
+"""The `sql-dl sql` shell: statement splitting, result formatting, the interactive prompt."""
+from __future__ import annotations
+
+import csv
+import datetime
+import decimal
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from .errors import one_line
+
+FORMATS = ("table", "json", "csv")
+HISTORY = Path(os.environ.get("SQL_DL_HISTORY", Path.home() / ".sql_dl_history"))
+
+
+def split_statements(text: str) -> list[str]:
+    """Split SQL on ``;`` outside quotes, backticks and ``--`` comments; drop empty statements."""
+    statements, current, quote, i = [], [], None, 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote != "`" and i + 1 < len(text):
+                current.append(text[i:i + 2])
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"', "`"):
+            quote = ch
+        elif ch == "-" and text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif ch == ";":
+            statements.append("".join(current))
+            current = []
+            i += 1
+            continue
+        current.append(ch)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
+
+def is_complete(buffer: str) -> bool:
+    """A prompt buffer is complete when it ends with ``;`` outside quotes."""
+    stripped = buffer.rstrip()
+    return stripped.endswith(";") and len(split_statements(stripped + " x")) > len(split_statements(stripped))
+
+
+def plain(value: Any) -> Any:
+    """A Spark value as JSON-able data: Rows to objects, bytes to a short hex note, times to ISO."""
+    if hasattr(value, "asDict"):
+        return {k: plain(v) for k, v in value.asDict(recursive=False).items()}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def _cell(value: Any) -> str:
+    value = plain(value)
+    if value is None:
+        return "NULL"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_rows(columns: list[str], rows: Iterable, fmt: str, out: TextIO) -> None:
+    if fmt == "json":  # one JSON object per row, keys = column names
+        for row in rows:
+            out.write(json.dumps({c: plain(v) for c, v in zip(columns, row)}, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if v is None else _cell(v) for v in row])
+    else:
+        _write_table(columns, [[_cell(v) for v in row] for row in rows], out)
+
+
+def _write_table(columns: list[str], cells: list[list[str]], out: TextIO) -> None:
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    fmt_row = lambda r: "| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |"  # noqa: E731
+    out.write("\n".join([line, fmt_row(columns), line, *map(fmt_row, cells), line]) + "\n")
+    out.write(f"({len(cells)} row{'s' if len(cells) != 1 else ''})\n")
+
+
+def run_statement(spark: Any, statement: str, fmt: str, out: TextIO = sys.stdout) -> None:
+    frame = spark.sql(statement)
+    rows = frame.collect()
+    if frame.columns and (rows or fmt != "json"):
+        write_rows(frame.columns, rows, fmt, out)
+
+
+def run_script(spark: Any, text: str, fmt: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run each statement; stop at the first error with one line on ``err``; return the exit code."""
+    for statement in split_statements(text):
+        try:
+            run_statement(spark, statement, fmt, out)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one line and exit code 1
+            err.write(f"sql-dl: error: {one_line(exc)}\n")
+            return 1
+    return 0
+
+
+def interactive(spark: Any, fmt: str) -> int:
+    """A prompt: statements end with ``;``, history in ~/.sql_dl_history, errors do not end the session."""
+    try:
+        import readline
+        readline.read_history_file(HISTORY)
+    except (ImportError, OSError):
+        readline = None  # type: ignore[assignment]
+    buffer = ""
+    while True:
+        try:
+            line = input("sql-dl> " if not buffer else "     -> ")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            buffer = ""
+            print()
+            continue
+        if not buffer and line.strip().lower() in ("quit", "exit", "quit;", "exit;"):
+            break
+        buffer += line + "\n"
+        if is_complete(buffer):
+            run_script(spark, buffer, fmt)
+            buffer = ""
+    if readline is not None:
+        try:
+            readline.write_history_file(HISTORY)
+        except OSError:
+            pass
+    return 0
+
+
+__all__ = ["FORMATS", "interactive", "run_script", "split_statements", "write_rows"]

@@ -1,0 +1,141 @@
+"""The catalog's SQL functions on a real Spark session, real photos and the real EfficientNet-Lite0."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import CATALOG, read_events
+from sql_dl.catalog import load_catalog
+from sql_dl.images import decode_bytes, resize_and_crop, to_tensor
+from sql_dl.outputs import load_labels
+
+torch = pytest.importorskip("torch")  # the reference model; `make test` installs the export extra
+from sql_dl.export import build_torch_model  # noqa: E402
+
+SPEC = load_catalog(CATALOG).get("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def reference(photo_dir):
+    """PyTorch's (logits, features) for each photo, on the same preprocessed input the UDF uses."""
+    model = build_torch_model(SPEC, "pretrained")
+    files = sorted(photo_dir.glob("*.jpg"))
+    batch = to_tensor(np.stack([resize_and_crop(decode_bytes(f.read_bytes()), SPEC.input) for f in files]),
+                      SPEC.input)
+    with torch.no_grad():
+        logits, features = model(torch.from_numpy(batch))
+    return {f.name: (logits[i].numpy(), features[i].numpy()) for i, f in enumerate(files)}
+
+
+def by_file(rows, key="path"):
+    return {r[key].rsplit("/", 1)[-1]: r for r in rows}
+
+
+def test_sql_top5_equals_pytorch_top5(spark, photo_dir, reference):
+    rows = by_file(spark.sql(f"SELECT path, predict_efficientnet_lite0_topk(content, 5) AS top "
+                             f"FROM binaryFile.`{photo_dir}/*.jpg`").collect())
+    assert set(rows) == set(reference)
+    labels = load_labels("imagenet")
+    for name, (logits, _) in reference.items():
+        expected = np.argsort(-logits, kind="stable")[:5]
+        top = rows[name]["top"]
+        assert [t["index"] for t in top] == list(expected), name
+        assert [t["label"] for t in top] == [labels[i] for i in expected]
+        probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        np.testing.assert_allclose([t["score"] for t in top], probs[expected], rtol=1e-3, atol=1e-5)
+
+
+def test_predict_is_the_top1_label_and_the_photos_are_recognised(spark, photo_dir, reference):
+    rows = by_file(spark.sql(f"SELECT path, predict_efficientnet_lite0(content) AS label "
+                             f"FROM binaryFile.`{photo_dir}/*.jpg`").collect())
+    labels = load_labels("imagenet")
+    for name, (logits, _) in reference.items():
+        assert rows[name]["label"] == labels[int(logits.argmax())]
+    assert rows["coffee.jpg"]["label"] == "espresso"
+    assert rows["chelsea.jpg"]["label"] in {"tabby", "tiger cat", "Egyptian cat"}
+
+
+def test_image_source_and_binary_file_give_the_same_top1(spark, photo_dir):
+    from_bytes = by_file(spark.sql(f"SELECT path, predict_efficientnet_lite0(content) AS label "
+                                   f"FROM binaryFile.`{photo_dir}/*.jpg`").collect())
+    from_struct = by_file(spark.sql(f"SELECT image.origin AS path, predict_efficientnet_lite0(image) AS label "
+                                    f"FROM image.`{photo_dir}/*.jpg`").collect())
+    assert len(from_struct) == len(from_bytes) >= 7
+    assert {n: r["label"] for n, r in from_struct.items()} == {n: r["label"] for n, r in from_bytes.items()}
+
+
+def test_featurize_equals_the_pytorch_pooled_features(spark, photo_dir, reference):
+    rows = by_file(spark.sql(f"SELECT path, featurize_efficientnet_lite0(content) AS f "
+                             f"FROM binaryFile.`{photo_dir}/*.jpg`").collect())
+    for name, (_, features) in reference.items():
+        assert len(rows[name]["f"]) == 1280
+        np.testing.assert_allclose(rows[name]["f"], features, rtol=1e-4, atol=1e-4)
+
+
+def test_null_in_null_out_and_undecodable_rows_are_null(spark):
+    row = spark.sql("SELECT predict_efficientnet_lite0(CAST(NULL AS BINARY)) AS a, "
+                    "predict_efficientnet_lite0(X'00010203') AS b, "
+                    "predict_efficientnet_lite0_topk(CAST(NULL AS BINARY), 3) AS c, "
+                    "featurize_efficientnet_lite0(CAST('not an image' AS BINARY)) AS d").collect()[0]
+    assert row.asDict() == {"a": None, "b": None, "c": None, "d": None}
+
+
+def test_bad_rows_do_not_disturb_good_rows_in_the_same_batch(spark, photo_dir):
+    good = spark.sql(f"SELECT path, content FROM binaryFile.`{photo_dir}/*.jpg`")
+    bad = spark.sql("SELECT 'file:/bad/text.jpg' AS path, CAST('hello' AS BINARY) AS content")
+    rows = by_file(good.unionByName(bad).coalesce(1).selectExpr(
+        "path", "predict_efficientnet_lite0(content) AS label").collect())
+    assert rows["text.jpg"]["label"] is None
+    assert rows["coffee.jpg"]["label"] == "espresso"
+
+
+def test_topk_k_per_row_and_k_larger_than_classes(spark, photo_dir):
+    row = spark.sql(f"SELECT size(predict_efficientnet_lite0_topk(content, 1)) AS one, "
+                    f"size(predict_efficientnet_lite0_topk(content, 5000)) AS all, "
+                    f"predict_efficientnet_lite0_topk(content, CAST(NULL AS INT)) AS none "
+                    f"FROM binaryFile.`{photo_dir}/coffee.jpg`").collect()[0]
+    assert (row["one"], row["all"], row["none"]) == (1, 1000, None)
+
+
+def test_where_clause_on_topk_score(spark, photo_dir):
+    rows = spark.sql(f"SELECT path FROM binaryFile.`{photo_dir}/*.jpg` "
+                     f"WHERE predict_efficientnet_lite0_topk(content, 5)[0].score > 0.9").collect()
+    assert [r.path.rsplit("/", 1)[-1] for r in rows] == ["coffee.jpg"]
+
+
+def test_model_loads_once_per_worker_across_queries(spark, photo_dir, event_log):
+    query = f"SELECT predict_efficientnet_lite0(content) FROM binaryFile.`{photo_dir}/*.jpg`"
+    spark.sql(query).collect()
+    before = [e for e in read_events(event_log) if e["model"] == "efficientnet_lite0"]
+    spark.sql(query).collect()
+    spark.sql(query).collect()
+    after = [e for e in read_events(event_log) if e["model"] == "efficientnet_lite0"]
+    assert before, "the event log records model loads"
+    assert after == before, "the second and third queries reuse the loaded model"
+    loads_per_pid = {}
+    for event in after:
+        loads_per_pid[(event["pid"], event["threads"])] = loads_per_pid.get((event["pid"], event["threads"]), 0) + 1
+    assert max(loads_per_pid.values()) == 1
+
+
+def test_missing_model_fails_with_one_line_saying_how_to_supply_it(spark, photo_dir):
+    from sql_dl.errors import one_line
+
+    with pytest.raises(Exception) as caught:
+        spark.sql(f"SELECT predict_inception(content) FROM binaryFile.`{photo_dir}/*.jpg`").collect()
+    message = one_line(caught.value)
+    assert message.startswith("model 'inception' is not available: ")
+    assert "sql-dl models export inception --weights pretrained" in message and "\n" not in message
+    with pytest.raises(Exception, match="model 'inception' is not available"):
+        spark.sql(f"SELECT predict_inception_topk(image, 5) FROM image.`{photo_dir}/*.jpg`").collect()
+
+
+def test_registration_reports_functions_and_missing_entries(spark):
+    registered = spark.sql_dl
+    assert registered.functions["predict_efficientnet_lite0"] == ("efficientnet_lite0", "predict")
+    assert set(registered.missing) == {"inception"}
+    assert registered.models["efficientnet_lite0"].feature_size == 1280
+    assert registered.models["efficientnet_lite0"].classes == 1000
+    names = {r[0] for r in spark.sql("SHOW USER FUNCTIONS").collect()}
+    assert {"predict_efficientnet_lite0", "predict_efficientnet_lite0_topk", "featurize_efficientnet_lite0",
+            "predict_inception"} <= {n.split(".")[-1] for n in names}

@@ -271,7 +271,7 @@ def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict)
         raise CatalogError(f"{where}: onnx is required (the path of the model's ONNX file)")
     sha = e.raw.get("sha256")
     if sha is not None and (not isinstance(sha, str) or not SHA256.match(sha)):
-        raise e.fail("sha256", "64 lowercase hex digits", sha)
+        raise e.fail("sha256", "64 lowercase hex digits, quoted", sha)
     source = e.raw.get("source", {})
     if not isinstance(source, dict):
         raise e.fail("source", "a mapping (exporter, arch, weights)", source)

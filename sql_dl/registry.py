@@ -33,6 +33,7 @@ class Registered:
     functions: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # entry -> ModelInfo, for available entries
+    tasks: dict = field(default_factory=dict)  # entry -> udfs.Task, what executors run (for Python callers)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
             spark.udf.register(fn, UDF_FACTORIES[kind](task))
             result.functions[fn] = (spec.name, kind)
         result.models[spec.name] = info
+        result.tasks[spec.name] = task
     return result
 
 

@@ -72,7 +72,7 @@ MALFORMED = [
      r"entry 'resnet50': input\.mean must be three numbers"),
     (GOOD_ENTRY + "    device: tpu\n", r"entry 'resnet50': device must be one of auto\|cpu\|cuda, got 'tpu'"),
     (GOOD_ENTRY + "    batch_size: 0\n", r"entry 'resnet50': batch_size must be a positive integer, got 0"),
-    (GOOD_ENTRY + "    sha256: abc\n", r"entry 'resnet50': sha256 must be 64 lowercase hex digits, got 'abc'"),
+    (GOOD_ENTRY + "    sha256: abc\n", r"entry 'resnet50': sha256 must be 64 lowercase hex digits, quoted, got 'abc'"),
     (GOOD_ENTRY + "    labels: no-such-labels.txt\n",
      r"entry 'resnet50': labels must be 'imagenet' or an existing text file"),
     (GOOD_ENTRY + "    colour: rgb\n", r"entry 'resnet50': unknown field 'colour' \(known: onnx, sha256"),

@@ -1,0 +1,108 @@
+"""The `sql-dl` command, run as a user runs it: a real process, a real Spark session, real photos."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import CATALOG, ROOT
+from sql_dl.cli import main
+from sql_dl.shell import is_complete, split_statements
+
+SQL_DL = str(Path(sys.executable).with_name("sql-dl"))
+
+
+def run_cli(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SQL_DL_LOG_DIR": str(cwd / "logs")}
+    return subprocess.run([SQL_DL, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_sql_json_over_binaryfile_run_on_files_syntax(photo_dir):
+    query = (f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, predict_efficientnet_lite0(content) AS label "
+             f"FROM binaryFile.`{photo_dir}/*.jpg` ORDER BY file; SELECT 1 AS one, 'a;b' AS text")
+    result = run_cli("sql", "--master", "local[2]", "--format", "json", "-e", query)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[-1] == {"one": 1, "text": "a;b"}
+    labels = {r["file"]: r["label"] for r in rows[:-1]}
+    assert len(labels) >= 7 and labels["coffee.jpg"] == "espresso"
+    # stderr: the one-line warning about the absent inception model, and nothing from the JVM
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if line.startswith("sql-dl: warning: model 'inception'")]
+
+
+def test_sql_file_csv_then_error_gives_one_line_and_exit_1(tmp_path, photo_dir):
+    script = tmp_path / "q.sql"
+    script.write_text(f"-- labels; with a comment\nSELECT regexp_extract(path, '[^/]+$', 0) AS file,\n"
+                      f"  predict_efficientnet_lite0_topk(content, 2) AS top\n"
+                      f"FROM binaryFile.`{photo_dir}/coffee.jpg`;\n"
+                      f"SELECT predict_inception(content) FROM binaryFile.`{photo_dir}/coffee.jpg`;\n"
+                      f"SELECT 'never reached';\n")
+    result = run_cli("sql", "--master", "local[2]", "--format", "csv", "-f", str(script))
+    assert result.returncode == 1
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["file", "top"] and rows[1][0] == "coffee.jpg"
+    assert json.loads(rows[1][1])[0]["label"] == "espresso"
+    assert "never reached" not in result.stdout
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("sql-dl: error:")]
+    assert errors == [errors[0]] and "model 'inception' is not available" in errors[0]
+    assert "Traceback" not in result.stderr and "\tat org.apache" not in result.stderr
+
+
+def test_interactive_prompt_multiline_statements_and_errors(photo_dir):
+    session = ("SELECT 40 +\n 2 AS answer;\nSELEC broken;\n"
+               f"SELECT predict_efficientnet_lite0(content) AS label\n FROM binaryFile.`{photo_dir}/coffee.jpg`;\n")
+    result = run_cli("sql", "--master", "local[1]", "--format", "json", stdin=session)
+    assert result.returncode == 0
+    assert '{"answer": 42}' in result.stdout and '{"label": "espresso"}' in result.stdout
+    assert "sql-dl: error: [PARSE_SYNTAX_ERROR] Syntax error at or near 'SELEC'" in result.stderr
+
+
+def test_models_list_json():
+    result = CliRunner().invoke(main, ["models", "list", "--format", "json", "--catalog", str(CATALOG)])
+    assert result.exit_code == 0
+    entries = {e["name"]: e for e in map(json.loads, result.output.splitlines())}
+    assert entries["efficientnet_lite0"]["available"] is True
+    assert entries["efficientnet_lite0"]["onnx"].endswith("models/efficientnet_lite0.onnx")
+    assert entries["inception"]["available"] is False
+    assert "predict_inception" in entries["inception"]["functions"]
+
+
+def test_models_describe_shows_the_resolved_entry():
+    result = CliRunner().invoke(main, ["models", "describe", "efficientnet_lite0", "--catalog", str(CATALOG)])
+    described = json.loads(result.output)
+    assert described["preprocessing"].startswith("224x224 RGB NCHW float32; resize shorter side 256 (bilinear)")
+    assert len(described["sha256"]) == 64 and described["source"]["exporter"] == "efficientnet_lite0"
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    bad = tmp_path / "models.yaml"
+    bad.write_text("models:\n  m:\n    onnx: m.onnx\n    input: {size: [224]}\n    outputs: {scores: s}\n")
+    result = CliRunner().invoke(main, ["models", "list", "--catalog", str(bad)])
+    assert result.exit_code == 1
+    assert result.output == ("Error: models.yaml: entry 'm': input.size must be two positive integers "
+                             "[height, width], got [224]\n")
+    result = CliRunner().invoke(main, ["models", "describe", "nope", "--catalog", str(CATALOG)])
+    assert result.output.startswith("Error: models.yaml: no model named 'nope'. Available:")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("SELECT 1; SELECT 2", ["SELECT 1", "SELECT 2"]),
+    ("SELECT ';' AS s;", ["SELECT ';' AS s"]),
+    ("SELECT `a;b` FROM t -- trailing; comment\n;", ["SELECT `a;b` FROM t"]),
+    ("SELECT 'it\\'s;' ;;", ["SELECT 'it\\'s;'"]),
+])
+def test_statement_splitting(text, expected):
+    assert split_statements(text) == expected
+
+
+def test_prompt_buffer_completion():
+    assert is_complete("SELECT 1;\n") and not is_complete("SELECT ';\n") and not is_complete("SELECT 1\n")

@@ -1,0 +1,83 @@
+"""Registration checks each model on the driver and rejects faults with one line before any task runs."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import EFFICIENTNET_ONNX, write_catalog
+from sql_dl.errors import CatalogError
+from sql_dl.registry import register_catalog
+
+
+def entry(onnx, extra: str = "", name: str = "lite_copy", size: str = "[224, 224]") -> str:
+    return (f"models:\n  {name}:\n    onnx: {onnx}\n    input: {{size: {size}, resize: 256}}\n"
+            f"    outputs: {{scores: logits, features: features}}\n{extra}")
+
+
+def register(spark, tmp_path, body: str):
+    return register_catalog(spark, write_catalog(tmp_path, body))
+
+
+def test_a_valid_custom_catalog_registers_its_names(spark, tmp_path, photo_dir):
+    registered = register(spark, tmp_path, entry(EFFICIENTNET_ONNX, "    functions: {predict: what_is_it}\n"))
+    assert set(registered.functions) == {"what_is_it", "predict_lite_copy_topk", "featurize_lite_copy"}
+    label = spark.sql(f"SELECT what_is_it(content) FROM binaryFile.`{photo_dir}/coffee.jpg`").first()[0]
+    assert label == "espresso"
+
+
+def test_sha256_mismatch(spark, tmp_path):
+    with pytest.raises(CatalogError, match=r"^models\.yaml: entry 'lite_copy': sha256 of efficientnet_lite0\.onnx is "
+                                          r"[0-9a-f]{12}\.\.\., the catalog expects 000000000000\.\.\."):
+        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, "    sha256: '" + "0" * 64 + "'\n"))
+
+
+def test_sidecar_sha256_written_by_the_exporter_is_checked(spark, tmp_path):
+    copy = tmp_path / "m.onnx"
+    shutil.copy(EFFICIENTNET_ONNX, copy)
+    (tmp_path / "m.onnx.sha256").write_text("f" * 64 + "\n")
+    with pytest.raises(CatalogError, match=r"sha256 of m\.onnx is .* the catalog expects ffffffffffff"):
+        register(spark, tmp_path, entry(copy))
+
+
+def test_label_count_differs_from_the_output_size(spark, tmp_path):
+    (tmp_path / "labels.txt").write_text("\n".join(f"class {i}" for i in range(10)))
+    with pytest.raises(CatalogError, match=r"entry 'lite_copy': labels has 10 names but output 'logits' has 1000 "
+                                          r"classes"):
+        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, "    labels: labels.txt\n"))
+
+
+def test_input_size_differs_from_the_model(spark, tmp_path):
+    with pytest.raises(CatalogError, match=r"entry 'lite_copy': the model's input shape is \['batch', 3, 224, 224\], "
+                                          r"but input.size/layout say \[None, 3, 299, 299\]"):
+        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, size="[299, 299]").replace("resize: 256", "resize: 320"))
+
+
+def test_input_of_the_wrong_rank(spark, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "flat",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1000])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "flat.onnx")
+    with pytest.raises(CatalogError, match=r"the model's input 'x' has rank 2 \(shape \['batch', 1000\]\); "
+                                          r"input.layout nchw needs rank 4"):
+        register(spark, tmp_path, entry(tmp_path / "flat.onnx").replace(", features: features", ""))
+
+
+def test_output_name_not_in_the_model(spark, tmp_path):
+    with pytest.raises(CatalogError, match=r"outputs\.features 'pooled' is not an output of the model \(it has: "
+                                          r"logits, features\)"):
+        register(spark, tmp_path, entry(EFFICIENTNET_ONNX).replace("features: features", "features: pooled"))
+
+
+def test_name_clashing_with_a_spark_builtin(spark, tmp_path):
+    with pytest.raises(CatalogError, match=r"functions\.predict 'abs' clashes with Spark's built-in function"):
+        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, "    functions: {predict: abs}\n"))
+
+
+def test_file_that_is_not_onnx(spark, tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"definitely not protobuf")
+    with pytest.raises(CatalogError, match=r"entry 'lite_copy': onnx junk\.onnx cannot be loaded: "):
+        register(spark, tmp_path, entry(tmp_path / "junk.onnx"))

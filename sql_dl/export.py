@@ -10,6 +10,7 @@ photos and a random tensor, and records the file's sha256 beside it
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,8 @@ def export_onnx(spec: ModelSpec, weights: str = "pretrained", out_dir: str | Pat
                           "and input.dtype: float32")
     tmp = target.with_suffix(".onnx.tmp")
     axes = {"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notes
         torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["image"],
                           output_names=["logits", "features"], dynamic_axes=axes, opset_version=17)
     result = verify(spec, model, tmp)

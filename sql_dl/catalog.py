@@ -38,6 +38,7 @@ class InputSpec:
     std: tuple[float, float, float]
     layout: str  # "nchw" | "nhwc"
     dtype: str  # "float32" | "uint8" (uint8 feeds raw pixels, no normalisation)
+    decoder: str | None = None  # "/abs/path/udfs/module.py:function", a hook that turns bytes into pixels
 
     def describe(self) -> str:
         """One line for docs, the CLI and DESCRIBE FUNCTION."""
@@ -181,7 +182,23 @@ class _Entry:
         return (path if path.is_absolute() else self.base / path).resolve()
 
 
-INPUT_FIELDS = ("size", "resize", "crop", "interpolation", "color", "scale", "mean", "std", "layout", "dtype")
+INPUT_FIELDS = ("size", "resize", "crop", "interpolation", "color", "scale", "mean", "std", "layout", "dtype",
+                "decoder")
+HOOK = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _decoder(e: _Entry, raw: dict) -> str | None:
+    """A hook is named as MODULE:FUNCTION and must live in udfs/MODULE.py beside the catalog: no other code."""
+    value = raw.get("decoder")
+    if value is None:
+        return None
+    match = HOOK.match(value) if isinstance(value, str) else None
+    if not match:
+        raise e.fail("input.decoder", "MODULE:FUNCTION naming a function in udfs/MODULE.py", value)
+    path = (e.base / "udfs" / f"{match.group(1)}.py").resolve()
+    if not path.is_file():
+        raise e.fail("input.decoder", f"a function in an existing file; {path} does not exist", value)
+    return f"{path}:{match.group(2)}"
 
 
 def _input_spec(e: _Entry) -> InputSpec:
@@ -216,6 +233,7 @@ def _input_spec(e: _Entry) -> InputSpec:
         std=e.triple(raw, "std", (1.0, 1.0, 1.0), positive=True),
         layout=e.choice(raw, "layout", ("nchw", "nhwc"), "nchw", "input."),
         dtype=dtype,
+        decoder=_decoder(e, raw),
     )
 
 

@@ -10,7 +10,7 @@ normalisation, layout) is applied exactly as torchvision's ``Resize`` +
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -100,7 +100,23 @@ def to_tensor(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-def image_to_pixels(value: Any, spec: InputSpec) -> np.ndarray:
+def from_hook(data: bytes, decoder: Callable[[bytes], Any]) -> Image.Image:
+    """Bytes -> RGB image through a catalog-named decoder hook (udfs/), which returns HxW(x3) uint8."""
+    try:
+        pixels = decoder(data)
+    except Exception as exc:  # noqa: BLE001 - any failure of the hook marks this row NULL
+        raise ImageDecodeError(f"decoder hook {getattr(decoder, '__name__', '?')} failed: "
+                               f"{type(exc).__name__}: {exc}") from None
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
+        raise ImageDecodeError(f"decoder hook returned {pixels.dtype} {pixels.shape}; expected HxWx3 or HxW uint8")
+    return Image.fromarray(pixels).convert("RGB")
+
+
+def image_to_pixels(value: Any, spec: InputSpec, decoder: Callable[[bytes], Any] | None = None) -> np.ndarray:
     """One cell (bytes or image-source struct as a dict) -> HxWx3 uint8, ready to batch."""
-    image = from_spark_struct(value) if isinstance(value, dict) else decode_bytes(value)
+    if isinstance(value, dict):
+        image = from_spark_struct(value)
+    else:
+        image = from_hook(value, decoder) if decoder is not None else decode_bytes(value)
     return resize_and_crop(image, spec)

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 from . import runtime
 from .catalog import Catalog, ModelSpec, load_catalog
 from .errors import CatalogError
+from .hooks import load_decoder
 from .outputs import load_labels
 from .udfs import FEATURES_SQL_TYPE, TOPK_SQL_TYPE, UDF_FACTORIES, Task
 
@@ -144,8 +145,9 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
             _register_missing(spark, spec, result)
             continue
         info = inspect_model(spec)
+        decoder = load_decoder(spec.input.decoder, spec.where()) if spec.input.decoder else None
         task = Task(runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size,
-                                     event_log), spec.input, spec.outputs, load_labels(spec.labels))
+                                     event_log), spec.input, spec.outputs, load_labels(spec.labels), decoder)
         for kind, fn in spec.functions.items():
             spark.udf.register(fn, UDF_FACTORIES[kind](task))
             result.functions[fn] = (spec.name, kind)

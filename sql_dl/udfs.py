@@ -10,7 +10,7 @@ A row whose image cannot be decoded becomes NULL; the query goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Tuple
+from typing import Callable, Iterator, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +36,11 @@ class Task:
     input: InputSpec
     outputs: OutputSpec
     labels: tuple
+    decoder: Callable | None = None  # a catalog-named hook from udfs/, pickled by value
 
 
-def decode_batch(images: pa.Array, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+def decode_batch(images: pa.Array, spec: InputSpec,
+                 decoder: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Arrow images -> (valid mask, NHWC uint8 batch of the valid rows). Bad or NULL rows are masked out."""
     valid = np.zeros(len(images), dtype=bool)
     pixels = []
@@ -46,7 +48,7 @@ def decode_batch(images: pa.Array, spec: InputSpec) -> tuple[np.ndarray, np.ndar
         if cell is None:
             continue
         try:
-            pixels.append(image_to_pixels(cell, spec))
+            pixels.append(image_to_pixels(cell, spec, decoder))
         except ImageDecodeError:
             continue
         valid[row] = True
@@ -57,7 +59,7 @@ def decode_batch(images: pa.Array, spec: InputSpec) -> tuple[np.ndarray, np.ndar
 
 def infer(task: Task, images: pa.Array, output_names: list) -> tuple[np.ndarray, list]:
     """Run the model on one Arrow batch: (valid mask, outputs for the valid rows)."""
-    valid, batch = decode_batch(images, task.input)
+    valid, batch = decode_batch(images, task.input, task.decoder)
     if not valid.any():
         return valid, [np.zeros((0, 1), np.float32) for _ in output_names]
     return valid, runtime.run(task.ref, to_tensor(batch, task.input), output_names)

@@ -122,6 +122,53 @@ def models_export(name: str, weights: str, out: str | None, catalog: str) -> Non
     click.echo(f"exported {name} -> {path} (verified against PyTorch)")
 
 
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs authentication.")
+@click.option("--port", default=10000, show_default=True, type=int)
+@click.option("--init", "init", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="SQL file run at start, e.g. CREATE TEMPORARY VIEW photos USING binaryFile OPTIONS (path '...').")
+@click.option("--auth", type=click.Choice(("none", "password")), default="none", show_default=True)
+@click.option("--password-file", default=None, type=click.Path(dir_okay=False),
+              help="For --auth password: users and salted hashes, written by `sql-dl passwd`.")
+@click.option("--hiveconf", multiple=True, metavar="KEY=VALUE",
+              help="Extra HiveServer2 settings, e.g. hive.server2.authentication=LDAP (repeatable).")
+@CATALOG
+@MASTER
+def serve_command(host: str, port: int, init: str | None, auth: str, password_file: str | None,
+                  hiveconf: tuple, catalog: str, master: str | None) -> None:
+    """A HiveServer2-compatible Thrift (JDBC/ODBC) server with every catalog function registered."""
+    from .server import ServeOptions, serve
+
+    settings = dict(item.split("=", 1) for item in hiveconf if "=" in item)
+    if len(settings) != len(hiveconf):
+        raise click.ClickException("--hiveconf takes KEY=VALUE")
+    options = ServeOptions(host, port, catalog, master, init, auth, password_file, settings)
+    try:
+        sys.exit(serve(options, announce=lambda line: click.echo(line)))
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("passwd")
+@click.argument("password_file", type=click.Path(dir_okay=False))
+@click.argument("user")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+def passwd_command(password_file: str, user: str, password_stdin: bool) -> None:
+    """Add or change USER in the password file that `sql-dl serve --auth password` checks."""
+    from .auth import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        add_user(password_file, user, password)
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{user} saved in {password_file}")
+
+
 @main.command("demo")
 @click.option("--photos", default="data/photos", show_default=True, type=click.Path(file_okay=False))
 @CATALOG

@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 
 from . import runtime
 from .catalog import Catalog, ModelSpec, load_catalog
+from .describe import describe_function
 from .errors import CatalogError
 from .hooks import load_decoder
 from .outputs import load_labels
@@ -150,6 +151,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
                                      event_log), spec.input, spec.outputs, load_labels(spec.labels), decoder)
         for kind, fn in spec.functions.items():
             spark.udf.register(fn, UDF_FACTORIES[kind](task))
+            describe_function(spark, fn, kind, spec, info.sha256, info.classes, info.feature_size)
             result.functions[fn] = (spec.name, kind)
         result.models[spec.name] = info
         result.tasks[spec.name] = task

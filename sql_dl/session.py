@@ -66,7 +66,11 @@ def spark_settings(extra: dict | None = None) -> dict:
         settings["spark.driver.extraJavaOptions"] = java
         settings["spark.executor.extraJavaOptions"] = java
     settings["spark.pyspark.python"] = sys.executable
-    settings.update(extra or {})
+    for key, value in (extra or {}).items():
+        if key.endswith(("extraJavaOptions", "extraClassPath")) and settings.get(key):
+            separator = " " if key.endswith("Options") else os.pathsep
+            value = settings[key] + separator + value  # add to ours (logging), do not replace it
+        settings[key] = value
     return settings
 
 

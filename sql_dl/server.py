@@ -1,0 +1,132 @@
+"""`sql-dl serve`: Spark's HiveServer2-compatible Thrift server with every catalog function registered.
+
+The server runs inside this Python process's Spark driver (the JVM is our child),
+in single-session mode, so every JDBC/ODBC connection sees the same functions and
+the views that ``--init`` creates. It prints ``listening on HOST:PORT`` once the
+port accepts connections, and on SIGTERM or SIGINT stops the server, the session
+and the JVM, and exits 0.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .auth import check_bind, password_settings
+from .errors import SqlDlError, one_line
+from .session import build_session
+from .shell import split_statements
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 10000
+    catalog: str = "models.yaml"
+    master: str | None = None
+    init: str | None = None  # a .sql file run at start (e.g. CREATE TEMPORARY VIEW ...)
+    auth: str = "none"  # "none" | "password"
+    password_file: str | None = None
+    hiveconf: dict = field(default_factory=dict)  # extra hive.server2.* settings (LDAP, Kerberos, ...)
+
+
+def server_settings(options: ServeOptions) -> dict:
+    settings = {
+        "spark.sql.hive.thriftServer.singleSession": "true",  # all connections share functions and views
+        "hive.server2.thrift.port": str(options.port),
+        "hive.server2.thrift.bind.host": options.host,
+        "hive.server2.transport.mode": "binary",
+    }
+    if options.auth == "password":
+        if not options.password_file:
+            raise SqlDlError("--auth password needs --password-file FILE (create it with `sql-dl passwd FILE USER`)")
+        settings.update(password_settings(options.password_file))
+    settings.update(options.hiveconf)
+    check_bind(options.host, settings.get("hive.server2.authentication", "NONE"))
+    return settings
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SqlDlError(f"cannot listen on {host}:{port}: {exc.strerror} (is another server running? "
+                             "choose another --port)") from None
+
+
+def _wait_until_listening(host: str, port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SqlDlError(f"the Thrift server did not start listening on {host}:{port} within {timeout:.0f} s "
+                     "(see logs/spark.log)")
+
+
+def run_init(spark, path: str) -> None:
+    text = Path(path).read_text()
+    for number, statement in enumerate(split_statements(text), start=1):
+        try:
+            spark.sql(statement).collect()
+        except Exception as exc:  # noqa: BLE001 - one line naming the file and statement
+            raise SqlDlError(f"{path}: statement {number} failed: {one_line(exc)}") from None
+
+
+def start(options: ServeOptions):
+    """Build the session, run ``--init``, start the Thrift server; returns (spark, server) once listening."""
+    settings = server_settings(options)
+    _check_port_free(options.host, options.port)
+    spark = build_session(master=options.master, catalog=options.catalog, app_name="sql-dl serve", conf=settings)
+    try:
+        if options.init:
+            run_init(spark, options.init)
+        server = spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
+            spark._jsparkSession.sqlContext())
+        _wait_until_listening(options.host, options.port)
+    except BaseException:
+        stop(spark)
+        raise
+    return spark, server
+
+
+def stop(spark, server=None) -> None:
+    """Stop the server, the session and the JVM (our child process): nothing is left behind."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    for step in (lambda: server and server.stop(), spark.stop, lambda: gateway and gateway.shutdown()):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - keep stopping: the JVM must go whatever failed before
+            pass
+    if process is not None:
+        try:
+            process.stdin.close()  # the JVM exits when its stdin closes
+            process.wait(timeout=15)
+        except Exception:  # noqa: BLE001
+            process.kill()
+            process.wait()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
+def serve(options: ServeOptions, announce=print) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code (0 on a clean stop)."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    spark, server = start(options)
+    announce(f"listening on {options.host}:{options.port}")
+    while not stopping.wait(0.5):
+        pass
+    stop(spark, server)
+    return 0

@@ -1,0 +1,222 @@
+"""`sql-dl serve` with real clients: beeline (JDBC) and PyHive, against a real server process."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT
+from sql_dl.cli import main
+
+pytest.importorskip("pyhive")
+from pyhive import hive  # noqa: E402
+
+SQL_DL = str(Path(sys.executable).with_name("sql-dl"))
+SPARK_HOME = Path(__import__("pyspark").__file__).parent
+PREDICT = ("SELECT regexp_extract(path, '[^/]+$', 0) AS file, predict_efficientnet_lite0(content) AS label "
+           "FROM photos ORDER BY file")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+class Server:
+    """A `sql-dl serve` process; ``stop`` sends SIGTERM and returns the exit code."""
+
+    def __init__(self, tmp: Path, photo_dir: Path, *args: str):
+        self.port = free_port()
+        init = tmp / "init.sql"
+        init.write_text(f"CREATE TEMPORARY VIEW photos USING binaryFile OPTIONS (path '{photo_dir}/*.jpg');\n")
+        self.process = subprocess.Popen(
+            [SQL_DL, "serve", "--port", str(self.port), "--master", "local[2]", "--init", str(init), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "SQL_DL_LOG_DIR": str(tmp / "logs")})
+        self.ready = self.process.stdout.readline().strip()
+        self.jvms = children(self.process.pid)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def cursor(self, **kwargs):
+        return hive.connect(host="127.0.0.1", port=self.port, username="analyst", **kwargs).cursor()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, photo_dir):
+    running = Server(tmp_path_factory.mktemp("server"), photo_dir)
+    assert running.ready == f"listening on 127.0.0.1:{running.port}", running.process.stderr.read()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def expected_labels(photo_dir) -> dict:
+    """The answer of `sql-dl sql --format json` on the same photos: what every client must also get."""
+    query = PREDICT.replace("FROM photos", f"FROM binaryFile.`{photo_dir}/*.jpg`")
+    result = subprocess.run([SQL_DL, "sql", "--master", "local[2]", "--format", "json", "-e", query],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return {row["file"]: row["label"] for row in map(json.loads, result.stdout.splitlines())}
+
+
+def beeline(port: int, sql: str, *auth: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SPARK_HOME / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/default",
+                           *(auth or ("-n", "analyst")), "--silent=true", "--outputformat=csv2", "-e", sql],
+                          capture_output=True, text=True, timeout=180, env={**os.environ, "SPARK_HOME": str(SPARK_HOME)})
+
+
+def test_beeline_functions_predict_and_describe(server, expected_labels):
+    result = beeline(server.port, f"SHOW USER FUNCTIONS; {PREDICT}; "
+                                  "DESCRIBE FUNCTION EXTENDED predict_efficientnet_lite0;")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    functions = {r[0] for r in rows[1:rows.index(["file", "label"])]}
+    assert {"predict_efficientnet_lite0", "predict_efficientnet_lite0_topk", "featurize_efficientnet_lite0",
+            "predict_inception"} <= functions
+    start = rows.index(["file", "label"]) + 1
+    labels = {r[0]: r[1] for r in rows[start:start + len(expected_labels)]}
+    assert labels == expected_labels
+    description = "\n".join(",".join(r) for r in rows[start + len(expected_labels):])
+    for fact in ("model: efficientnet_lite0", "224x224", "labels: imagenet (1000 classes)",
+                 "source: exporter=efficientnet_lite0", "sha256: "):
+        assert fact in description
+
+
+def test_pyhive_functions_predict_and_describe(server, expected_labels):
+    cursor = server.cursor()
+    cursor.execute("SHOW USER FUNCTIONS")
+    assert "predict_efficientnet_lite0" in {r[0] for r in cursor.fetchall()}
+    cursor.execute(PREDICT)
+    assert dict(cursor.fetchall()) == expected_labels
+    cursor.execute("DESCRIBE FUNCTION EXTENDED predict_efficientnet_lite0")
+    description = "\n".join(r[0] for r in cursor.fetchall())
+    assert "Usage: predict_efficientnet_lite0(image) - the top-1 label (STRING)" in description
+    assert "input: 224x224 RGB NCHW float32" in description and "sha256: " in description
+
+
+def test_flat_label_and_score_columns_for_bi_tools(server, expected_labels):
+    cursor = server.cursor()
+    cursor.execute("SELECT regexp_extract(path, '[^/]+$', 0) AS file, inline(predict_efficientnet_lite0_topk(content, 1)) "
+                   "FROM photos ORDER BY file")
+    assert [(d[0], d[1]) for d in cursor.description] == [
+        ("file", "STRING_TYPE"), ("label", "STRING_TYPE"), ("index", "INT_TYPE"), ("score", "FLOAT_TYPE")]
+    rows = cursor.fetchall()
+    assert {r[0]: r[1] for r in rows} == expected_labels
+    assert all(0 < r[3] <= 1 for r in rows)
+    cursor.execute("SELECT predict_efficientnet_lite0_topk(content, 2) FROM photos LIMIT 1")
+    assert isinstance(cursor.fetchall()[0][0], str), "PyHive returns arrays and structs as JSON text"
+
+
+def test_eight_concurrent_clients_twenty_queries_each(server, expected_labels):
+    errors, answers = [], []
+
+    def client(number: int) -> None:
+        try:
+            cursor = server.cursor()
+            for i in range(20):
+                name = sorted(expected_labels)[(number + i) % len(expected_labels)]
+                cursor.execute(f"SELECT predict_efficientnet_lite0(content) FROM photos WHERE path LIKE '%/{name}'")
+                answers.append((name, cursor.fetchall()[0][0]))
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not errors
+    assert len(answers) == 160
+    assert all(expected_labels[name] == label for name, label in answers)
+
+
+def test_errors_reach_clients_as_one_line(server):
+    cursor = server.cursor()
+    # HiveServer2 puts the one-line message in errorMessage (beeline prints it); the trace stays in infoMessages
+    with pytest.raises(Exception, match=r"errorMessage=\"Error running query: [^\"]*model 'inception' is not "
+                                        r"available: [^\"]*`sql-dl models export inception"):
+        cursor.execute("SELECT predict_inception(content) FROM photos")
+
+
+def test_sigterm_stops_cleanly_and_leaves_no_jvm(server):
+    assert server.jvms, "the server's JVM runs as its child"
+    assert server.stop() == 0
+    time.sleep(1)
+    assert not [pid for pid in server.jvms if Path(f"/proc/{pid}").exists()]
+
+
+def test_password_authentication(tmp_path, photo_dir):
+    passwords = tmp_path / "passwords"
+    result = CliRunner().invoke(main, ["passwd", str(passwords), "alice", "--password-stdin"], input="s3cret\n")
+    assert result.exit_code == 0 and "alice:" in passwords.read_text() and "s3cret" not in passwords.read_text()
+    secured = Server(tmp_path, photo_dir, "--auth", "password", "--password-file", str(passwords))
+    try:
+        assert secured.ready.startswith("listening on"), secured.process.stderr.read()
+        cursor = hive.connect(host="127.0.0.1", port=secured.port, username="alice", password="s3cret",
+                              auth="CUSTOM").cursor()
+        cursor.execute("SELECT 1 + 1")
+        assert cursor.fetchall() == [(2,)]
+        with pytest.raises(Exception, match="Error validating the login"):
+            hive.connect(host="127.0.0.1", port=secured.port, username="alice", password="wrong", auth="CUSTOM")
+        denied = beeline(secured.port, "SELECT 1", "-n", "alice", "-p", "wrong")
+        assert "Error validating the login" in denied.stdout + denied.stderr
+        allowed = beeline(secured.port, "SELECT 40 + 2 AS answer", "-n", "alice", "-p", "s3cret")
+        assert allowed.stdout.split()[-2:] == ["answer", "42"]
+    finally:
+        assert secured.stop() == 0
+
+
+def test_refuses_a_public_address_without_authentication():
+    result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: refusing to bind 0.0.0.0 without authentication")
+    assert result.output.count("\n") == 1 and "--auth password" in result.output
+
+
+def test_port_in_use_is_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_a_failing_init_file_is_one_line_and_leaves_no_jvm(tmp_path):
+    init = tmp_path / "init.sql"
+    init.write_text("CREATE TEMPORARY VIEW ok AS SELECT 1;\nSELEC broken;\n")
+    result = subprocess.run([SQL_DL, "serve", "--port", str(free_port()), "--master", "local[1]", "--init", str(init)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "SQL_DL_LOG_DIR": str(tmp_path / "logs")})
+    assert result.returncode == 1
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
+    assert errors == [f"Error: {init}: statement 2 failed: [PARSE_SYNTAX_ERROR] Syntax error at or near 'SELEC'."]

@@ -22,13 +22,12 @@ MASTER = click.option("--master", default=None, help="Spark master URL (default:
 
 
 def _quiet_logging() -> None:
-    """sql-dl warnings as one line on stderr; pyspark's JSON error logs off (we print the error ourselves)."""
+    """sql-dl warnings as one line on stderr; py4j's connection chatter off."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("sql-dl: warning: %(message)s"))
     logging.getLogger("sql_dl").addHandler(handler)
     logging.getLogger("sql_dl").propagate = False
-    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger", "py4j"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
 
 
 def _session(master: str | None, catalog: str):
@@ -52,17 +51,20 @@ def main() -> None:
 @click.option("-f", "file", default=None, type=click.File("r"), help="Run the statements in this file and exit.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="json: one JSON object per row, keys = column names.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show stage/task progress of queries running over a second (default: when stderr is a terminal).")
 @CATALOG
 @MASTER
-def sql_command(query: str | None, file, fmt: str, catalog: str, master: str | None) -> None:
+def sql_command(query: str | None, file, fmt: str, progress: bool | None, catalog: str, master: str | None) -> None:
     """A spark-sql style shell with every catalog function registered.
 
     With neither -e nor -f, an interactive prompt: end statements with ';'.
     """
     spark = _session(master, catalog)
+    progress = sys.stderr.isatty() if progress is None else progress
     if query is not None or file is not None:
-        sys.exit(run_script(spark, query if query is not None else file.read(), fmt))
-    sys.exit(interactive(spark, fmt))
+        sys.exit(run_script(spark, query if query is not None else file.read(), fmt, progress=progress))
+    sys.exit(interactive(spark, fmt, progress))
 
 
 @main.group()

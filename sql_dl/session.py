@@ -10,6 +10,7 @@ Python workers run this interpreter (``sys.executable``): otherwise Spark starts
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -74,6 +75,13 @@ def spark_settings(extra: dict | None = None) -> dict:
     return settings
 
 
+def quiet_pyspark_error_logs() -> None:
+    """pyspark logs every failed query as a multi-kilobyte JSON record with the JVM trace, on top of
+    raising it; the exception itself carries the message, so those loggers are turned off."""
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def build_session(master: str | None = None, catalog: str | Path | None = "models.yaml",
                   app_name: str = "sql-dl", conf: dict | None = None) -> SparkSession:
     """A SparkSession from ``conf/`` (master ``local[*]`` unless given) with ``catalog`` registered."""
@@ -85,6 +93,7 @@ def build_session(master: str | None = None, catalog: str | Path | None = "model
     with _stderr_to(log_dir() / "jvm-stderr.log"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    quiet_pyspark_error_logs()
     if catalog is not None:
         spark.sql_dl = register_catalog(spark, catalog)  # type: ignore[attr-defined]
     return spark

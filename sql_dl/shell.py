@@ -1,12 +1,14 @@
 """The `sql-dl sql` shell: statement splitting, result formatting, the interactive prompt."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import decimal
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
@@ -100,25 +102,61 @@ def _write_table(columns: list[str], cells: list[list[str]], out: TextIO) -> Non
     out.write(f"({len(cells)} row{'s' if len(cells) != 1 else ''})\n")
 
 
-def run_statement(spark: Any, statement: str, fmt: str, out: TextIO = sys.stdout) -> None:
+class Progress:
+    """While a query runs longer than ``delay`` seconds, show its Spark stage and task counts on one line."""
+
+    def __init__(self, spark: Any, err: TextIO, delay: float = 1.0, interval: float = 0.5):
+        self.tracker, self.err, self.delay, self.interval = spark.sparkContext.statusTracker(), err, delay, interval
+        self.done = threading.Event()
+        self.shown = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Progress":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.done.set()
+        self.thread.join()
+        if self.shown:
+            self.err.write("\r\033[K")
+            self.err.flush()
+
+    def _run(self) -> None:
+        if self.done.wait(self.delay):
+            return
+        while not self.done.is_set():
+            stages = [self.tracker.getStageInfo(s) for s in self.tracker.getActiveStageIds()]
+            parts = [f"stage {s.stageId}: {s.numCompletedTasks}/{s.numTasks} tasks" for s in stages if s]
+            if parts:
+                self.err.write("\r\033[K[" + "; ".join(parts) + "]")
+                self.err.flush()
+                self.shown = True
+            self.done.wait(self.interval)
+
+
+def run_statement(spark: Any, statement: str, fmt: str, out: TextIO = sys.stdout, progress: TextIO | None = None
+                  ) -> None:
     frame = spark.sql(statement)
-    rows = frame.collect()
+    with Progress(spark, progress) if progress is not None else contextlib.nullcontext():
+        rows = frame.collect()
     if frame.columns and (rows or fmt != "json"):
         write_rows(frame.columns, rows, fmt, out)
 
 
-def run_script(spark: Any, text: str, fmt: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_script(spark: Any, text: str, fmt: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+               progress: bool = False) -> int:
     """Run each statement; stop at the first error with one line on ``err``; return the exit code."""
     for statement in split_statements(text):
         try:
-            run_statement(spark, statement, fmt, out)
+            run_statement(spark, statement, fmt, out, err if progress else None)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one line and exit code 1
             err.write(f"sql-dl: error: {one_line(exc)}\n")
             return 1
     return 0
 
 
-def interactive(spark: Any, fmt: str) -> int:
+def interactive(spark: Any, fmt: str, progress: bool = False) -> int:
     """A prompt: statements end with ``;``, history in ~/.sql_dl_history, errors do not end the session."""
     try:
         import readline
@@ -139,7 +177,7 @@ def interactive(spark: Any, fmt: str) -> int:
             break
         buffer += line + "\n"
         if is_complete(buffer):
-            run_script(spark, buffer, fmt)
+            run_script(spark, buffer, fmt, progress=progress)
             buffer = ""
     if readline is not None:
         try:

@@ -106,3 +106,13 @@ def test_statement_splitting(text, expected):
 
 def test_prompt_buffer_completion():
     assert is_complete("SELECT 1;\n") and not is_complete("SELECT ';\n") and not is_complete("SELECT 1\n")
+
+
+def test_progress_line_on_long_queries(spark):
+    from sql_dl.shell import run_script
+
+    out, err = io.StringIO(), io.StringIO()
+    query = "SELECT count(s) AS n FROM (SELECT reflect('java.lang.Thread', 'sleep', 400L) AS s FROM range(0, 8, 1, 8))"
+    assert run_script(spark, query, "json", out, err, progress=True) == 0
+    assert out.getvalue() == '{"n": 8}\n'
+    assert "/8 tasks]" in err.getvalue() and err.getvalue().endswith("\r\033[K")

@@ -73,9 +73,13 @@ def models() -> None:
 
 
 def _entry_summary(spec) -> dict:
+    from .registry import export_record
+
+    record = export_record(spec) if spec.available else {}
     return {"name": spec.name, "onnx": str(spec.onnx), "available": spec.available,
             "functions": sorted(spec.functions.values()), "input_size": list(spec.input.size),
-            "device": spec.device, "labels": spec.labels if spec.labels == "imagenet" else Path(spec.labels).name}
+            "feature_size": record.get("features"), "weights": record.get("weights"), "device": spec.device,
+            "labels": spec.labels if spec.labels == "imagenet" else Path(spec.labels).name}
 
 
 @models.command("list")
@@ -88,7 +92,7 @@ def models_list(fmt: str, catalog: str) -> None:
         for entry in entries:
             click.echo(json.dumps(entry))
         return
-    columns = ["name", "available", "input_size", "functions", "onnx"]
+    columns = ["name", "available", "input_size", "feature_size", "weights", "functions"]
     write_rows(columns, [[e[c] for c in columns] for e in entries], "table", sys.stdout)
 
 
@@ -100,7 +104,7 @@ def models_describe(name: str, catalog: str) -> None:
     from .registry import expected_sha256
 
     spec = _get(catalog, name)
-    info = {**_entry_summary(spec), "sha256": expected_sha256(spec), "source": spec.source,
+    info = {**_entry_summary(spec), "sha256": expected_sha256(spec) if spec.available else None, "source": spec.source,
             "preprocessing": spec.input.describe(), "outputs": vars(spec.outputs), "batch_size": spec.batch_size}
     click.echo(json.dumps(info, indent=2))
 
@@ -122,6 +126,45 @@ def models_export(name: str, weights: str, out: str | None, catalog: str) -> Non
     except SqlDlError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"exported {name} -> {path} (verified against PyTorch)")
+
+
+@models.command("verify")
+@click.argument("name")
+@click.option("--weights", default=None, help="The weights the ONNX file was exported from (default: as recorded "
+                                              "at export in <file>.onnx.json).")
+@CATALOG
+def models_verify(name: str, weights: str | None, catalog: str) -> None:
+    """Run PyTorch and ONNX Runtime on the same real photos and a random tensor; exit 1 if they disagree."""
+    from .export import build_torch_model, verify
+    from .registry import export_record
+
+    spec = _get(catalog, name)
+    if not spec.available:
+        raise click.ClickException(f"{spec.onnx} does not exist: run `sql-dl models export {name}` first")
+    weights = weights or export_record(spec).get("weights") or "pretrained"
+    try:
+        result = verify(spec, build_torch_model(spec, weights), spec.onnx)
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{name}: {result.inputs} inputs, max relative error {result.max_relative_error:.2e}, "
+               f"top-5 agreement {result.top5_agreement:.0%} ({'ok' if result.ok else 'MISMATCH'})")
+    if not result.ok:
+        sys.exit(1)
+
+
+@models.command("new")
+@click.argument("name")
+@click.option("--exporter", type=click.Choice(("torchvision", "timm")), required=True)
+@click.option("--arch", required=True, help="A torchvision or timm model name, e.g. resnet50, legacy_xception.")
+@click.option("--weights", default="DEFAULT", show_default=True, help="torchvision weights name (e.g. IMAGENET1K_V2).")
+def models_new(name: str, exporter: str, arch: str, weights: str) -> None:
+    """Print a catalog entry whose preprocessing comes from the weights' own metadata (append it to models.yaml)."""
+    from .zoo import entry_yaml
+
+    try:
+        click.echo(entry_yaml(name, exporter, arch, weights), nl=False)
+    except SqlDlError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("serve")

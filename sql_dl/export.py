@@ -5,11 +5,12 @@ writes a single-file ONNX model with a dynamic batch dimension and two outputs,
 ``logits`` and ``features`` (the pooled input of the final linear layer, so one
 run serves predict and featurize), checks ONNX Runtime against PyTorch on real
 photos and a random tensor, and records the file's sha256 beside it
-(``<file>.onnx.sha256``), where the catalog reads it.
+(``<file>.onnx.json``, with the weights used and the class and feature counts),
+where the catalog reads it.
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from .catalog import ModelSpec
 from .errors import ExportError
+from .runtime import file_sha256
 
 RELATIVE_TOLERANCE = 1e-4
 
@@ -70,8 +72,12 @@ def _apply_state_dict(model: Any, state: dict, what: str) -> None:
 
 
 def _calibrate_batchnorm(model: Any, size: tuple[int, int]) -> None:
-    """Random weights: a few training-mode passes give batch-norm sane running statistics."""
+    """Random weights: a few training-mode passes give batch-norm sane running statistics, and zero-initialised
+    heads (torchvision's ViT) get random weights, so outputs differ per class and verification means something."""
     torch = _torch()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.any():
+            torch.nn.init.normal_(module.weight, std=0.02)
     model.train()
     with torch.no_grad():
         for _ in range(3):
@@ -126,7 +132,31 @@ def _torchvision(weights: str, spec: ModelSpec) -> Any:
     return model
 
 
-EXPORTERS = {"efficientnet_lite0": _efficientnet_lite0, "torchvision": _torchvision}
+def _timm(weights: str, spec: ModelSpec) -> Any:
+    try:
+        import timm
+    except ImportError:
+        raise ExportError("timm entries need the export extra (pip install 'sql-dl[export]')") from None
+    arch = spec.source.get("arch")
+    if arch not in timm.list_models():
+        raise ExportError(f"{spec.where()}: source.arch {arch!r} is not a timm model")
+    if weights == "pretrained":
+        try:
+            return timm.create_model(arch, pretrained=True)
+        except Exception as exc:  # noqa: BLE001 - hub errors come in many types; offline is the usual one
+            raise ExportError(f"cannot download timm weights for '{spec.name}' ({type(exc).__name__}); offline, "
+                              f"pass --weights PATH to a local .pth/.safetensors, or --weights random for tests") \
+                from None
+    model = timm.create_model(arch, pretrained=False)
+    if weights == "random":
+        _calibrate_batchnorm(model, spec.input.size)
+    else:
+        _apply_state_dict(model, _load_state_dict(Path(weights)), arch)
+    return model
+
+
+EXPORTERS = {"efficientnet_lite0": _efficientnet_lite0, "torchvision": _torchvision, "timm": _timm}
+RANDOM_SEED = 0  # random weights are reproducible, so `verify` can rebuild the exported model
 
 
 def build_torch_model(spec: ModelSpec, weights: str = "pretrained") -> Any:
@@ -135,6 +165,8 @@ def build_torch_model(spec: ModelSpec, weights: str = "pretrained") -> Any:
     if exporter not in EXPORTERS:
         raise ExportError(f"{spec.where()}: source.exporter must be one of {sorted(EXPORTERS)} to export it here, "
                           f"got {exporter!r}; or put an ONNX file at {spec.onnx}")
+    if weights == "random":
+        _torch().manual_seed(RANDOM_SEED)
     return _with_features(EXPORTERS[exporter](weights, spec)).eval()
 
 
@@ -178,33 +210,51 @@ class Verification:
 
 
 def export_onnx(spec: ModelSpec, weights: str = "pretrained", out_dir: str | Path | None = None) -> Path:
-    """Export the entry to ONNX, verify it against PyTorch, and write ``<file>.sha256``. Returns the path."""
+    """Export the entry to ONNX, verify it against PyTorch, and write ``<file>.onnx.json``. Returns the path."""
     torch = _torch()
+    if spec.input.layout == "nhwc" or spec.input.dtype != "float32":
+        raise ExportError(f"{spec.where()}: exported models take NCHW float32 input; set input.layout: nchw "
+                          "and input.dtype: float32")
     model = build_torch_model(spec, weights)
     target = Path(out_dir) / spec.onnx.name if out_dir else spec.onnx
     target.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, 3, *spec.input.size)
-    if spec.input.layout == "nhwc" or spec.input.dtype != "float32":
-        raise ExportError(f"{spec.where()}: exported models take NCHW float32 input; set input.layout: nchw "
-                          "and input.dtype: float32")
     tmp = target.with_suffix(".onnx.tmp")
     axes = {"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notes
-        torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["image"],
-                          output_names=["logits", "features"], dynamic_axes=axes, opset_version=17)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        # the fused attention kernel (ViT in eval mode) has no ONNX form; the plain path exports
+        torch.backends.mha.set_fastpath_enabled(False)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notes
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["image"],
+                              output_names=["logits", "features"], dynamic_axes=axes, opset_version=17)
+    except Exception as exc:  # noqa: BLE001 - the exporter's messages embed whole graphs: keep the first line
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"ONNX export of '{spec.name}' failed: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[-1][:300]}") from None
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     result = verify(spec, model, tmp)
     if not result.ok:
         tmp.unlink()
         raise ExportError(f"export of '{spec.name}' disagrees with PyTorch: max relative error "
                           f"{result.max_relative_error:.2e}, top-5 agreement {result.top5_agreement:.0%}")
     tmp.replace(target)
-    Path(str(target) + ".sha256").write_text(sha256_of(target) + "\n")
+    with torch.no_grad():
+        logits, features = model(example)
+    record = {"sha256": file_sha256(str(target)), "weights": weights, "classes": int(logits.shape[-1]),
+              "features": int(features[0].numel()), "max_relative_error": result.max_relative_error,
+              "torch": torch.__version__}
+    sidecar(target).write_text(json.dumps(record, indent=2) + "\n")
     return target
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def sidecar(onnx_path: Path) -> Path:
+    """``<file>.onnx.json``: sha256, weights, class and feature counts recorded at export."""
+    return Path(str(onnx_path) + ".json")
+
+
 
 
 def verify(spec: ModelSpec, model: Any, onnx_path: Path, photos: list | None = None) -> Verification:
@@ -220,10 +270,12 @@ def verify(spec: ModelSpec, model: Any, onnx_path: Path, photos: list | None = N
     noise = np.random.default_rng(0).standard_normal((1, 3, *spec.input.size), dtype=np.float32)
     batch = np.concatenate([to_tensor(np.stack(pixels), spec.input), noise]) if pixels else noise
     with torch.no_grad():
-        expected = model(torch.from_numpy(batch))[0].numpy()
+        expected = [t.numpy() for t in model(torch.from_numpy(batch))]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    actual = session.run(["logits"], {session.get_inputs()[0].name: batch})[0]
-    error = float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
+    actual = session.run(["logits", "features"], {session.get_inputs()[0].name: batch})
+    # relative to each output's largest magnitude; features too, so a degenerate head cannot hide a bad body
+    error = max(float(np.abs(a - e).max() / max(np.abs(e).max(), 1e-12)) for a, e in zip(actual, expected))
+    actual, expected = actual[0], expected[0]
     top5 = lambda a: np.argsort(-a, axis=1, kind="stable")[:, :5]  # noqa: E731
     agreement = float((top5(actual) == top5(expected)).all(axis=1).mean())
     return Verification(error, agreement, len(batch))

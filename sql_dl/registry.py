@@ -8,6 +8,7 @@ to supply the model; all other entries register normally.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +46,18 @@ class ModelInfo:
     feature_size: int | None
 
 
+def export_record(spec: ModelSpec) -> dict:
+    """What `sql-dl models export` recorded beside the file (``<file>.onnx.json``), or {}."""
+    path = Path(str(spec.onnx) + ".json")
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        raise CatalogError(f"{spec.where()}: {path.name} is not valid JSON (export the model again)") from None
+
+
 def expected_sha256(spec: ModelSpec) -> str | None:
-    """The catalog's sha256, else the one our exporter recorded beside the file (``<file>.sha256``)."""
-    if spec.sha256:
-        return spec.sha256
-    sidecar = Path(str(spec.onnx) + ".sha256")
-    return sidecar.read_text().split()[0] if sidecar.is_file() else None
+    """The catalog's sha256, else the one our exporter recorded beside the file."""
+    return spec.sha256 or export_record(spec).get("sha256")
 
 
 def missing_message(spec: ModelSpec) -> str:
@@ -131,7 +138,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
 
     Raises :class:`CatalogError` (one line) for an invalid catalog or model. An
     entry whose ONNX file is absent is registered as functions that fail with
-    instructions, and a warning is logged once per entry.
+    instructions, and one warning names the absent entries.
     """
     catalog = load_catalog(path)
     builtins = _system_functions(spark)
@@ -155,15 +162,24 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
             result.functions[fn] = (spec.name, kind)
         result.models[spec.name] = info
         result.tasks[spec.name] = task
+    _warn_missing(result)
     return result
+
+
+def _warn_missing(result: Registered) -> None:
+    """One warning naming each missing entry once (per process): one line, not one per entry."""
+    new = [name for name in result.missing if (str(result.catalog.path), name) not in _warned]
+    _warned.update((str(result.catalog.path), name) for name in new)
+    if len(new) == 1:
+        log.warning("%s", result.missing[new[0]])
+    elif new:
+        log.warning("%d models have no ONNX file yet: %s; their functions fail until you run `sql-dl models "
+                    "export NAME` (`sql-dl models list` shows them)", len(new), ", ".join(new))
 
 
 def _register_missing(spark: SparkSession, spec: ModelSpec, result: Registered) -> None:
     message = missing_message(spec)
     result.missing[spec.name] = message
-    if (str(spec.onnx), spec.name) not in _warned:
-        _warned.add((str(spec.onnx), spec.name))
-        log.warning("%s", message)
     for kind, fn in spec.functions.items():
         _register_unavailable(spark, fn, kind, message)
         result.functions[fn] = (spec.name, kind)

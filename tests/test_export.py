@@ -40,7 +40,9 @@ def test_inception_exports_with_random_weights_and_verifies(tmp_path):
     spec = load_catalog(CATALOG).get("inception")
     path = export_onnx(spec, "random", tmp_path)
     assert path == tmp_path / "inception_v3.onnx"
-    assert len((tmp_path / "inception_v3.onnx.sha256").read_text().strip()) == 64
+    record = __import__("json").loads((tmp_path / "inception_v3.onnx.json").read_text())
+    assert len(record["sha256"]) == 64 and record["weights"] == "random"
+    assert (record["classes"], record["features"]) == (1000, 2048)
 
 
 def test_unknown_architecture_is_one_line(tmp_path):

@@ -35,7 +35,7 @@ def test_sha256_mismatch(spark, tmp_path):
 def test_sidecar_sha256_written_by_the_exporter_is_checked(spark, tmp_path):
     copy = tmp_path / "m.onnx"
     shutil.copy(EFFICIENTNET_ONNX, copy)
-    (tmp_path / "m.onnx.sha256").write_text("f" * 64 + "\n")
+    (tmp_path / "m.onnx.json").write_text('{"sha256": "' + "f" * 64 + '"}')
     with pytest.raises(CatalogError, match=r"sha256 of m\.onnx is .* the catalog expects ffffffffffff"):
         register(spark, tmp_path, entry(copy))
 

@@ -1,9 +1,10 @@
-"""Which vectorized UDF form should carry images? arrow_udf (Arrow in, Arrow out) against an iterator
-pandas_udf running the very same decode + ONNX Runtime + output code, side by side in one session.
+"""Which vectorized UDF form should carry images? sql-dl's scalar arrow_udf (Arrow in, Arrow out) against an
+iterator pandas_udf running the very same decode + ONNX Runtime + output code, side by side in one session;
+and predict + featurize in one query (one network run per image) against predict alone.
 
     .venv/bin/python bench/udf_forms.py [--images 256] [--repeats 3]
 
-Prints images/s per form (median of the repeats) and the ratio arrow/pandas.
+Prints images/s per query (median of the repeats) and the ratios.
 """
 from __future__ import annotations
 
@@ -46,9 +47,11 @@ def main() -> None:
     frame.count()
     spark.udf.register("predict_pandas_form", pandas_form(task))
     frame.createOrReplaceTempView("photos")
-    timings = {"arrow_udf": [], "pandas_udf": []}
     queries = {"arrow_udf": "SELECT count(predict_efficientnet_lite0(content)) FROM photos",
-               "pandas_udf": "SELECT count(predict_pandas_form(content)) FROM photos"}
+               "pandas_udf": "SELECT count(predict_pandas_form(content)) FROM photos",
+               "arrow predict+featurize": "SELECT count(predict_efficientnet_lite0(content)), "
+                                          "count(featurize_efficientnet_lite0(content)) FROM photos"}
+    timings = {form: [] for form in queries}
     for form, query in queries.items():  # warm both: model load + worker start
         spark.sql(query).collect()
     for _ in range(args.repeats):
@@ -58,8 +61,9 @@ def main() -> None:
             timings[form].append(args.images / (time.perf_counter() - started))
     medians = {form: statistics.median(v) for form, v in timings.items()}
     for form, value in medians.items():
-        print(f"{form:12s} {value:8.1f} img/s  (runs: {', '.join(f'{v:.1f}' for v in timings[form])})")
+        print(f"{form:24s} {value:8.1f} img/s  (runs: {', '.join(f'{v:.1f}' for v in timings[form])})")
     print(f"arrow/pandas {medians['arrow_udf'] / medians['pandas_udf']:.3f}")
+    print(f"(predict+featurize)/predict {medians['arrow predict+featurize'] / medians['arrow_udf']:.3f}")
 
 
 if __name__ == "__main__":

@@ -128,4 +128,21 @@ def run(ref: ModelRef, tensor: np.ndarray, output_names: list) -> list:
     input_name = session.get_inputs()[0].name
     chunks = [session.run(output_names, {input_name: tensor[i:i + ref.batch_size]})
               for i in range(0, len(tensor), ref.batch_size)]
+    _log_event(ref, {"event": "infer", "rows": len(tensor)})
     return [np.concatenate([chunk[j] for chunk in chunks]) for j in range(len(output_names))]
+
+
+_memo: tuple | None = None  # (key, the input kept alive so its buffers are not reused, result)
+
+
+def memoized(key: tuple, keep_alive: object, compute):
+    """The result for ``key`` if it is the batch seen last in this worker, else ``compute()`` remembered.
+
+    One entry is enough: Spark hands all UDFs of one evaluation the same batch one after another."""
+    global _memo
+    memo = _memo
+    if memo is not None and memo[0] == key:
+        return memo[2]
+    result = compute()
+    _memo = (key, keep_alive, result)
+    return result

@@ -1,6 +1,6 @@
 """The vectorized Arrow UDFs that run on executors: decode -> preprocess -> ONNX Runtime -> outputs.
 
-Each UDF is an iterator-of-``pyarrow.Array`` ``arrow_udf`` (Spark 4.1+): images
+Each UDF is a scalar ``arrow_udf`` (Spark 4.1+): images
 arrive as Arrow arrays (binary, or the image source's struct) with no pandas
 conversion, and results leave as Arrow arrays. The closures carry only a
 frozen :class:`Task`; model loading and caching happen in
@@ -10,7 +10,7 @@ A row whose image cannot be decoded becomes NULL; the query goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Tuple
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -57,49 +57,66 @@ def decode_batch(images: pa.Array, spec: InputSpec,
     return valid, batch
 
 
-def infer(task: Task, images: pa.Array, output_names: list) -> tuple[np.ndarray, list]:
-    """Run the model on one Arrow batch: (valid mask, outputs for the valid rows)."""
-    valid, batch = decode_batch(images, task.input, task.decoder)
-    if not valid.any():
-        return valid, [np.zeros((0, 1), np.float32) for _ in output_names]
-    return valid, runtime.run(task.ref, to_tensor(batch, task.input), output_names)
+def infer(task: Task, images: pa.Array) -> tuple[np.ndarray, dict]:
+    """Run the model on one Arrow batch: (valid mask, every output the entry names, for the valid rows).
+
+    All outputs come from one ONNX Runtime run and are remembered for the batch, so a query that calls
+    predict_NAME and featurize_NAME on the same column (one Arrow evaluation, same input buffers) runs
+    the network once.
+    """
+    names = [n for n in (task.outputs.scores, task.outputs.features) if n is not None]
+
+    def compute() -> tuple[np.ndarray, dict]:
+        valid, batch = decode_batch(images, task.input, task.decoder)
+        if not valid.any():
+            return valid, {name: np.zeros((0, 1), np.float32) for name in names}
+        return valid, dict(zip(names, runtime.run(task.ref, to_tensor(batch, task.input), names)))
+
+    return runtime.memoized(_batch_key(task, images), images, compute)
+
+
+def _batch_key(task: Task, images: pa.Array) -> tuple:
+    """Identifies this batch's data by its Arrow buffers (kept alive by the memo, so never reused)."""
+    buffers = tuple(b.address if b is not None else 0 for b in images.buffers())
+    return task.ref.sha256, id(task.decoder), task.input, images.offset, len(images), buffers
 
 
 def predict_batch(task: Task, images: pa.Array) -> pa.Array:
-    valid, (scores,) = infer(task, images, [task.outputs.scores])
-    return top1_array(scores, valid, task.labels)
+    valid, outputs = infer(task, images)
+    return top1_array(outputs[task.outputs.scores], valid, task.labels)
 
 
 def topk_batch(task: Task, images: pa.Array, ks: pa.Array) -> pa.Array:
-    valid, (scores,) = infer(task, images, [task.outputs.scores])
+    valid, outputs = infer(task, images)
+    scores = outputs[task.outputs.scores]
     probs = probabilities(scores, task.outputs.scores_are) if len(scores) else scores
     k_values = np.asarray(ks.to_pylist(), dtype=object)[valid]
     return topk_array(probs, valid, k_values, task.labels)
 
 
 def featurize_batch(task: Task, images: pa.Array) -> pa.Array:
-    valid, (features,) = infer(task, images, [task.outputs.features])
-    return features_array(features, valid)
+    valid, outputs = infer(task, images)
+    return features_array(outputs[task.outputs.features], valid)
 
 
+# Scalar (not iterator) Arrow UDFs: Spark evaluates several of them in one Python worker over the same
+# batch, so predict + featurize in one query share a worker, a loaded model and (through infer) one run.
+# Iterator UDFs each get their own evaluation node and worker: two model copies, two runs.
 def predict_udf(task: Task):
-    def predict(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-        for images in batches:
-            yield predict_batch(task, images)
+    def predict(images: pa.Array) -> pa.Array:
+        return predict_batch(task, images)
     return arrow_udf(predict, StringType())
 
 
 def topk_udf(task: Task):
-    def predict_topk(batches: Iterator[Tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
-        for images, ks in batches:
-            yield topk_batch(task, images, ks)
+    def predict_topk(images: pa.Array, ks: pa.Array) -> pa.Array:
+        return topk_batch(task, images, ks)
     return arrow_udf(predict_topk, TOPK_SQL_TYPE)
 
 
 def featurize_udf(task: Task):
-    def featurize(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-        for images in batches:
-            yield featurize_batch(task, images)
+    def featurize(images: pa.Array) -> pa.Array:
+        return featurize_batch(task, images)
     return arrow_udf(featurize, FEATURES_SQL_TYPE)
 
 

@@ -106,10 +106,12 @@ def test_where_clause_on_topk_score(spark, photo_dir):
 def test_model_loads_once_per_worker_across_queries(spark, photo_dir, event_log):
     query = f"SELECT predict_efficientnet_lite0(content) FROM binaryFile.`{photo_dir}/*.jpg`"
     spark.sql(query).collect()
-    before = [e for e in read_events(event_log) if e["model"] == "efficientnet_lite0"]
+    loads = lambda: [e for e in read_events(event_log) if e["model"] == "efficientnet_lite0"  # noqa: E731
+                     and e["event"] == "load"]
+    before = loads()
     spark.sql(query).collect()
     spark.sql(query).collect()
-    after = [e for e in read_events(event_log) if e["model"] == "efficientnet_lite0"]
+    after = loads()
     assert before, "the event log records model loads"
     assert after == before, "the second and third queries reuse the loaded model"
     loads_per_pid = {}
@@ -133,9 +135,27 @@ def test_missing_model_fails_with_one_line_saying_how_to_supply_it(spark, photo_
 def test_registration_reports_functions_and_missing_entries(spark):
     registered = spark.sql_dl
     assert registered.functions["predict_efficientnet_lite0"] == ("efficientnet_lite0", "predict")
-    assert set(registered.missing) == {"inception"}
+    assert "inception" in registered.missing and "efficientnet_lite0" not in registered.missing
     assert registered.models["efficientnet_lite0"].feature_size == 1280
     assert registered.models["efficientnet_lite0"].classes == 1000
     names = {r[0] for r in spark.sql("SHOW USER FUNCTIONS").collect()}
     assert {"predict_efficientnet_lite0", "predict_efficientnet_lite0_topk", "featurize_efficientnet_lite0",
             "predict_inception"} <= {n.split(".")[-1] for n in names}
+
+
+def test_predict_and_featurize_in_one_query_run_the_network_once(spark, photo_dir, event_log):
+    def rows_inferred(run) -> int:
+        before = len(read_events(event_log))
+        run()
+        return sum(e["rows"] for e in read_events(event_log)[before:] if e["event"] == "infer")
+
+    frame = spark.sql(f"SELECT path, content FROM binaryFile.`{photo_dir}/*.jpg`")
+    images = frame.count()
+    both = []
+    inferred = rows_inferred(lambda: both.extend(frame.selectExpr(
+        "path", "predict_efficientnet_lite0(content) AS label", "featurize_efficientnet_lite0(content) AS f",
+        "predict_efficientnet_lite0_topk(content, 2) AS top").collect()))
+    assert inferred == images, "three functions on the same column: one run per image"
+    alone = {r.path: r.label for r in frame.selectExpr("path", "predict_efficientnet_lite0(content) AS label").collect()}
+    assert {r.path: r.label for r in both} == alone
+    assert all(len(r.f) == 1280 and r.top[0].label == r.label for r in both)

@@ -57,7 +57,7 @@ def test_unknown_exporter_is_one_line(tmp_path):
     catalog = write_catalog(tmp_path, "models:\n  m:\n    onnx: m.onnx\n    input: {size: [224, 224]}\n"
                                       "    outputs: {scores: logits}\n")
     with pytest.raises(ExportError, match=r"entry 'm': source\.exporter must be one of \['efficientnet_lite0', "
-                                          r"'torchvision'\] to export it here, got None"):
+                                          r"'timm', 'torchvision'\] to export it here, got None"):
         export_onnx(load_catalog(catalog).get("m"), "random", tmp_path)
 
 

@@ -22,6 +22,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 FUNCTION_KINDS = ("predict", "topk", "featurize")
+RESERVED_FUNCTIONS = {"sql_dl_error"}  # registered by sql-dl itself
 
 
 @dataclass(frozen=True)
@@ -310,13 +311,13 @@ def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict)
 
 
 def _check_unique_functions(models: dict, file_name: str) -> None:
-    owner: dict = {}
+    owner: dict = {name: "sql-dl itself" for name in RESERVED_FUNCTIONS}
     for spec in models.values():
         for kind, fn in spec.functions.items():
             if fn in owner:
                 raise CatalogError(f"{file_name}: entry '{spec.name}': functions.{kind} '{fn}' is already "
-                                   f"registered by entry '{owner[fn]}'")
-            owner[fn] = spec.name
+                                   f"registered by {owner[fn]}")
+            owner[fn] = f"entry '{spec.name}'"
 
 
 def load_catalog(path: str | Path = "models.yaml") -> Catalog:

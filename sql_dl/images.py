@@ -10,6 +10,7 @@ normalisation, layout) is applied exactly as torchvision's ``Resize`` +
 from __future__ import annotations
 
 import io
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -27,14 +28,25 @@ _RESAMPLE = {
 _SPARK_MODES = {0: 1, 16: 3, 24: 4}
 
 
+# Refuse, before decoding, images that declare more pixels than this (decompression bombs): 64 Mpx is
+# 192 MB of RGB. SQL_DL_MAX_IMAGE_PIXELS changes it. Pillow's own guard starts warning only at 89 Mpx.
+MAX_PIXELS = int(os.environ.get("SQL_DL_MAX_IMAGE_PIXELS", 64_000_000))
+
+
 def decode_bytes(data: bytes) -> Image.Image:
     """Encoded image bytes -> an RGB PIL image (grey, palette, RGBA, CMYK all converted)."""
     if not data:
         raise ImageDecodeError("empty content (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageDecodeError(f"image declares {width}x{height} pixels, more than the limit of {MAX_PIXELS:,} "
+                                   "(SQL_DL_MAX_IMAGE_PIXELS)")
         image.load()
         return image if image.mode == "RGB" else image.convert("RGB")
+    except ImageDecodeError:
+        raise
     except UnidentifiedImageError:
         raise ImageDecodeError("not a recognised image format") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -111,6 +123,22 @@ def from_hook(data: bytes, decoder: Callable[[bytes], Any]) -> Image.Image:
     if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
         raise ImageDecodeError(f"decoder hook returned {pixels.dtype} {pixels.shape}; expected HxWx3 or HxW uint8")
     return Image.fromarray(pixels).convert("RGB")
+
+
+def decode_error(value: Any, decoder: Callable[[bytes], Any] | None = None) -> str | None:
+    """Why this cell would be NULL (the decoding error, one line), or None when it decodes."""
+    if value is None:
+        return "the image is NULL"
+    try:
+        if isinstance(value, dict):
+            from_spark_struct(value)
+        elif decoder is not None:
+            from_hook(value, decoder)
+        else:
+            decode_bytes(value)
+    except ImageDecodeError as exc:
+        return str(exc)
+    return None
 
 
 def image_to_pixels(value: Any, spec: InputSpec, decoder: Callable[[bytes], Any] | None = None) -> np.ndarray:

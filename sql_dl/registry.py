@@ -21,10 +21,11 @@ from .describe import describe_function
 from .errors import CatalogError
 from .hooks import load_decoder
 from .outputs import load_labels
-from .udfs import FEATURES_SQL_TYPE, TOPK_SQL_TYPE, UDF_FACTORIES, Task
+from .udfs import FEATURES_SQL_TYPE, TOPK_SQL_TYPE, UDF_FACTORIES, Task, error_udf
 
 log = logging.getLogger("sql_dl")
 EVENT_LOG_CONF = "spark.sqldl.eventLog"
+ERROR_FUNCTION = "sql_dl_error"  # why an image gives NULL; registered with every catalog
 _warned: set = set()
 
 
@@ -162,6 +163,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
             result.functions[fn] = (spec.name, kind)
         result.models[spec.name] = info
         result.tasks[spec.name] = task
+    spark.udf.register(ERROR_FUNCTION, error_udf())
     _warn_missing(result)
     return result
 

@@ -20,7 +20,7 @@ from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, Str
 from . import runtime
 from .catalog import InputSpec, OutputSpec
 from .errors import ImageDecodeError
-from .images import image_to_pixels, to_tensor
+from .images import decode_error, image_to_pixels, to_tensor
 from .outputs import features_array, probabilities, top1_array, topk_array
 
 TOPK_SQL_TYPE = ArrayType(StructType([StructField("label", StringType()), StructField("index", IntegerType()),
@@ -118,6 +118,13 @@ def featurize_udf(task: Task):
     def featurize(images: pa.Array) -> pa.Array:
         return featurize_batch(task, images)
     return arrow_udf(featurize, FEATURES_SQL_TYPE)
+
+
+def error_udf():
+    """``sql_dl_error(image)``: why a row's image gives NULL (one line), or NULL when it decodes fine."""
+    def sql_dl_error(images: pa.Array) -> pa.Array:
+        return pa.array([decode_error(cell) for cell in images.to_pylist()], pa.string())
+    return arrow_udf(sql_dl_error, StringType())
 
 
 UDF_FACTORIES = {"predict": predict_udf, "topk": topk_udf, "featurize": featurize_udf}

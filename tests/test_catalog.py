@@ -88,6 +88,8 @@ MALFORMED = [
         "outputs: {scores: logits, features: features}",
         "outputs: {scores: logits}\n    functions: {predict: predict_resnet50}"),
      r"entry 'resnet50b': functions\.predict 'predict_resnet50' is already registered by entry 'resnet50'"),
+    (GOOD_ENTRY + "    functions: {predict: sql_dl_error}\n",
+     r"entry 'resnet50': functions\.predict 'sql_dl_error' is already registered by sql-dl itself"),
     (GOOD_ENTRY + GOOD_ENTRY, r"^models\.yaml: line 6: duplicate key 'resnet50'$"),
     (GOOD_ENTRY.replace("input: {size", "input: {size: [1, 1], size"), r"line 4: duplicate key 'size'"),
     (GOOD_ENTRY.replace("resnet50:", "resnet-50:"), r"entry 'resnet-50': the entry name must be a SQL identifier"),

@@ -159,3 +159,47 @@ def test_predict_and_featurize_in_one_query_run_the_network_once(spark, photo_di
     alone = {r.path: r.label for r in frame.selectExpr("path", "predict_efficientnet_lite0(content) AS label").collect()}
     assert {r.path: r.label for r in both} == alone
     assert all(len(r.f) == 1280 and r.top[0].label == r.label for r in both)
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height pixels (valid CRCs) but holds almost no data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_bad_rows_are_null_and_sql_dl_error_says_why(spark, photo_dir):
+    coffee = (photo_dir / "coffee.jpg").read_bytes()
+    bad = {"empty.jpg": b"", "text.jpg": b"just some text", "truncated.jpg": coffee[: len(coffee) // 3],
+           "bomb.png": huge_png(10_000, 10_000), "bigger-bomb.png": huge_png(100_000, 100_000)}
+    good = spark.sql(f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, content FROM binaryFile.`{photo_dir}/*.jpg`")
+    frame = good.unionByName(spark.createDataFrame(list(bad.items()), "file STRING, content BINARY")).coalesce(1)
+    rows = {r.file: r for r in frame.selectExpr("file", "predict_efficientnet_lite0(content) AS label",
+                                                "sql_dl_error(content) AS why").collect()}
+    assert {name: rows[name].why for name in bad} == {
+        "empty.jpg": "empty content (0 bytes)",
+        "text.jpg": "not a recognised image format",
+        "truncated.jpg": rows["truncated.jpg"].why,
+        "bomb.png": "image declares 10000x10000 pixels, more than the limit of 64,000,000 (SQL_DL_MAX_IMAGE_PIXELS)",
+        "bigger-bomb.png": rows["bigger-bomb.png"].why,  # Pillow's own guard fires first, before ours
+    }
+    assert "could be decompression bomb" in rows["bigger-bomb.png"].why
+    assert rows["truncated.jpg"].why.startswith("cannot decode image: image file is truncated")
+    assert all(rows[name].label is None for name in bad)
+    assert rows["coffee.jpg"].label == "espresso" and rows["coffee.jpg"].why is None
+    assert sum(r.label is not None for r in rows.values()) == len(rows) - len(bad)
+
+
+def test_invalid_image_source_rows_are_null_with_a_reason(spark, photo_dir, tmp_path):
+    (tmp_path / "a.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    (tmp_path / "b.jpg").write_text("not a jpeg")
+    rows = {r.file: r for r in spark.sql(
+        f"SELECT regexp_extract(image.origin, '[^/]+$', 0) AS file, predict_efficientnet_lite0(image) AS label, "
+        f"sql_dl_error(image) AS why FROM image.`{tmp_path}/*.jpg`").collect()}
+    assert rows["a.jpg"].label == "espresso" and rows["a.jpg"].why is None
+    assert rows["b.jpg"].label is None and rows["b.jpg"].why.startswith("invalid image row (Spark could not read")

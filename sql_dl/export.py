@@ -240,14 +240,32 @@ def export_onnx(spec: ModelSpec, weights: str = "pretrained", out_dir: str | Pat
         tmp.unlink()
         raise ExportError(f"export of '{spec.name}' disagrees with PyTorch: max relative error "
                           f"{result.max_relative_error:.2e}, top-5 agreement {result.top5_agreement:.0%}")
-    tmp.replace(target)
     with torch.no_grad():
         logits, features = model(example)
-    record = {"sha256": file_sha256(str(target)), "weights": weights, "classes": int(logits.shape[-1]),
-              "features": int(features[0].numel()), "max_relative_error": result.max_relative_error,
-              "torch": torch.__version__}
+    record = {"weights": weights, "classes": int(logits.shape[-1]), "features": int(features[0].numel()),
+              "max_relative_error": result.max_relative_error, "torch": torch.__version__,
+              "precision": spec.precision, **_convert(spec, tmp, target)}
+    record["sha256"] = file_sha256(str(target))
     sidecar(target).write_text(json.dumps(record, indent=2) + "\n")
     return target
+
+
+def _convert(spec: ModelSpec, fp32: Path, target: Path) -> dict:
+    """Put the verified fp32 file at ``target``, or its int8/fp16 conversion with how it compares."""
+    if spec.precision == "fp32":
+        fp32.replace(target)
+        return {}
+    from .precision import compare, convert_fp16, quantize_int8
+
+    try:
+        (quantize_int8(spec, fp32, target) if spec.precision == "int8" else convert_fp16(fp32, target))
+        return compare(spec, fp32, target)
+    except Exception as exc:  # noqa: BLE001 - the converters raise many types; one line for the user
+        target.unlink(missing_ok=True)
+        raise ExportError(f"{spec.precision} conversion of '{spec.name}' failed: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}") from None
+    finally:
+        fp32.unlink(missing_ok=True)
 
 
 def sidecar(onnx_path: Path) -> Path:

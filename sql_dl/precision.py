@@ -1,0 +1,88 @@
+"""Lower-precision variants of an exported model: int8 (ONNX Runtime static quantization) and fp16 (GPU).
+
+Driver/build-time only. An entry with ``precision: int8`` or ``fp16`` is exported in fp32 first (and
+verified against PyTorch), then converted; the conversion is compared with the fp32 model on the bundled
+real photos (top-1 agreement) and timed against it, and both figures go into ``<file>.onnx.json``.
+int8: QDQ format, per-channel int8 weights, uint8 activations, MinMax ranges calibrated on the photos,
+their mirror images and two crops each. fp16: ONNX Runtime's float16 converter with float32 inputs and
+outputs kept, for CUDA (CPU kernels for fp16 are few and slow).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import ModelSpec
+from .images import decode_bytes, resize_and_crop, to_tensor
+from .photos import sample_photos
+
+INT8_MIN_AGREEMENT = 0.7  # top-1 agreement with fp32 on the bundled photos below which verify fails
+
+
+def _photo_tensors(spec: ModelSpec, variants: bool) -> np.ndarray:
+    from PIL import ImageOps
+
+    images = [decode_bytes(p.read_bytes()) for p in sample_photos()]
+    if variants:  # more calibration samples from the few photos we have offline
+        images = [v for im in images for v in (im, ImageOps.mirror(im), im.crop((0, 0, im.width * 3 // 4,
+                  im.height * 3 // 4)), im.crop((im.width // 4, im.height // 4, im.width, im.height)))]
+    return to_tensor(np.stack([resize_and_crop(im, spec.input) for im in images]), spec.input)
+
+
+def quantize_int8(spec: ModelSpec, fp32: Path, target: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    samples = _photo_tensors(spec, variants=True)
+
+    class Photos(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feed = iter([{"image": samples[i:i + 1]} for i in range(len(samples))])
+
+        def get_next(self):
+            return next(self.feed, None)
+
+    prepared = target.with_suffix(".pre.onnx")
+    try:
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_static(str(prepared), str(target), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def convert_fp16(fp32: Path, target: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(target))
+
+
+def _timed_run(path: Path, batch: np.ndarray, providers: list) -> tuple[np.ndarray, float]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=providers)
+    session.run(["logits"], {"image": batch})  # warm-up
+    times, logits = [], None
+    for _ in range(5):
+        started = time.perf_counter()
+        logits = session.run(["logits"], {"image": batch})[0]
+        times.append(time.perf_counter() - started)
+    return logits, statistics.median(times)
+
+
+def compare(spec: ModelSpec, fp32: Path, variant: Path) -> dict:
+    """Top-1 agreement with fp32 on the photos, and the speed-up (fp32 time / variant time, median of 5)."""
+    import onnxruntime as ort
+
+    providers = ["CUDAExecutionProvider"] if spec.precision == "fp16" else ["CPUExecutionProvider"]
+    if spec.precision == "fp16" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        return {"top1_agreement_vs_fp32": None, "speedup_vs_fp32": None, "note": "fp16 is measured on a GPU only"}
+    batch = np.concatenate([_photo_tensors(spec, variants=False)] * 4)
+    reference, fp32_time = _timed_run(fp32, batch, providers)
+    logits, variant_time = _timed_run(variant, batch, providers)
+    return {"top1_agreement_vs_fp32": float((logits.argmax(1) == reference.argmax(1)).mean()),
+            "speedup_vs_fp32": round(fp32_time / variant_time, 3), "photos": len(batch) // 4}

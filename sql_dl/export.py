@@ -55,19 +55,16 @@ def _load_state_dict(path: Path) -> dict:
 
 
 def _apply_state_dict(model: Any, state: dict, what: str) -> None:
-    result_missing, unexpected, shapes = [], [], []
+    """Load ``state`` strictly, or say in one line how it differs from the architecture."""
     own = model.state_dict()
-    for key, value in state.items():
-        if key not in own:
-            unexpected.append(key)
-        elif tuple(own[key].shape) != tuple(value.shape):
-            shapes.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
-    result_missing = [k for k in own if k not in state]
-    if result_missing or unexpected or shapes:
-        parts = [f"{len(result_missing)} missing (e.g. {result_missing[0]})" if result_missing else "",
-                 f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-                 f"{len(shapes)} of another shape (e.g. {shapes[0]})" if shapes else ""]
-        raise ExportError(f"weights do not match {what}: " + ", ".join(p for p in parts if p))
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+              if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    problems = [f"{len(found)} {label} (e.g. {found[0]})" for found, label in
+                ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of another shape")) if found]
+    if problems:
+        raise ExportError(f"weights do not match {what}: " + ", ".join(problems))
     model.load_state_dict(state, strict=True)
 
 

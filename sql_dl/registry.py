@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +30,7 @@ log = logging.getLogger("sql_dl")
 EVENT_LOG_CONF = "spark.sqldl.eventLog"
 ERROR_FUNCTION = "sql_dl_error"  # why an image gives NULL; registered with every catalog
 _warned: set = set()
+_shipped: set = set()
 
 
 @dataclass
@@ -118,6 +122,23 @@ def _check_input(spec: ModelSpec, inputs: list) -> None:
                                f"say {expected}")
 
 
+def ship_model(spark: SparkSession, spec: ModelSpec, sha256: str) -> None:
+    """Send the ONNX file to every executor under its content hash (SparkContext.addFile), so executors need
+    no shared filesystem; the executor checks the hash again when it loads the copy."""
+    staging = Path(tempfile.gettempdir()) / f"sql-dl-{os.getuid()}" / "ship"
+    staging.mkdir(parents=True, exist_ok=True)
+    target = staging / runtime.shipped_name(sha256)
+    if not target.exists():
+        try:
+            os.link(spec.onnx, target)  # same filesystem: no copy
+        except OSError:
+            shutil.copyfile(spec.onnx, target)
+    key = (id(spark.sparkContext), sha256)
+    if key not in _shipped:
+        spark.sparkContext.addFile(str(target))
+        _shipped.add(key)
+
+
 def _system_functions(spark: SparkSession) -> set:
     return {row[0].lower() for row in spark.sql("SHOW SYSTEM FUNCTIONS").collect()}
 
@@ -154,6 +175,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
             _register_missing(spark, spec, result)
             continue
         info = inspect_model(spec)
+        ship_model(spark, spec, info.sha256)
         decoder = load_decoder(spec.input.decoder, spec.where()) if spec.input.decoder else None
         task = Task(runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size,
                                      event_log), spec.input, spec.outputs, load_labels(spec.labels), decoder)

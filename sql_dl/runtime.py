@@ -86,15 +86,34 @@ def _log_event(ref: ModelRef, event: dict) -> None:
             handle.write(json.dumps({"model": ref.name, "pid": os.getpid(), **event}) + "\n")
 
 
+def shipped_name(sha256: str) -> str:
+    """The name a model travels under with SparkContext.addFile: its content hash."""
+    return f"sql-dl-{sha256}.onnx"
+
+
+def model_path(ref: ModelRef) -> str:
+    """The copy Spark shipped to this executor (no shared filesystem needed), else the catalog's path."""
+    try:
+        from pyspark import SparkFiles
+
+        shipped = SparkFiles.get(shipped_name(ref.sha256))
+        if os.path.isfile(shipped):
+            return shipped
+    except Exception:  # noqa: BLE001 - outside a Spark worker there is no SparkFiles root
+        pass
+    return ref.path
+
+
 def _load(ref: ModelRef, threads: int, provider_list: list):
     import onnxruntime as ort
 
     started = time.perf_counter()
+    path = model_path(ref)
     try:
-        with open(ref.path, "rb") as handle:
+        with open(path, "rb") as handle:
             blob = handle.read()
     except FileNotFoundError:
-        raise ModelUnavailableError(f"model '{ref.name}': {ref.path} is not on this executor") from None
+        raise ModelUnavailableError(f"model '{ref.name}': {path} is not on this executor") from None
     if hashlib.sha256(blob).hexdigest() != ref.sha256:
         raise ModelUnavailableError(f"model '{ref.name}': {ref.path} changed since the catalog was registered "
                                     "(sha256 differs); register the catalog again")
@@ -102,7 +121,7 @@ def _load(ref: ModelRef, threads: int, provider_list: list):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(blob, sess_options=options, providers=provider_list)
-    _log_event(ref, {"event": "load", "sha256": ref.sha256, "threads": threads,
+    _log_event(ref, {"event": "load", "sha256": ref.sha256, "threads": threads, "path": path,
                      "seconds": round(time.perf_counter() - started, 4)})
     return session
 

@@ -9,6 +9,7 @@ rejects duplicate keys, so a catalog can never run code.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 FUNCTION_KINDS = ("predict", "topk", "featurize")
 RESERVED_FUNCTIONS = {"sql_dl_error"}  # registered by sql-dl itself
+ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the query goes on) or fail the query
+DEFAULT_FIELDS = ("batch_size", "device", "on_error")  # what `defaults:` may set for every entry
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class ModelSpec:
     batch_size: int
     device: str  # "auto" | "cpu" | "cuda"
     precision: str  # "fp32" | "int8" | "fp16": what the ONNX file holds (export converts to it)
+    on_error: str  # "null" | "fail": what a row whose image cannot be decoded does
     functions: dict = field(compare=False)  # kind (predict|topk|featurize) -> SQL function name
     catalog_file: str
 
@@ -279,7 +283,7 @@ def _functions(e: _Entry, name: str, outputs: OutputSpec) -> dict:
 
 
 ENTRY_FIELDS = ("onnx", "sha256", "source", "input", "labels", "outputs", "batch_size", "device", "precision",
-                "functions")
+                "on_error", "functions")
 
 
 def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict) -> ModelSpec:
@@ -309,6 +313,7 @@ def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict)
         batch_size=e.positive_int(e.raw, "batch_size", 32),
         device=e.choice(e.raw, "device", ("auto", "cpu", "cuda"), "auto"),
         precision=_precision(e),
+        on_error=e.choice(e.raw, "on_error", ON_ERROR, "null"),
         functions=_functions(e, name, outputs), catalog_file=file_name,
     )
 
@@ -331,8 +336,30 @@ def _check_unique_functions(models: dict, file_name: str) -> None:
             owner[fn] = f"entry '{spec.name}'"
 
 
-def load_catalog(path: str | Path = "models.yaml") -> Catalog:
-    """Read and validate a catalog file; raise :class:`CatalogError` with one line on any problem."""
+def _check_allowed(models: dict, allowed: list[Path]) -> None:
+    """Model and label files must resolve (symlinks followed) inside one of the allowed directories."""
+    for spec in models.values():
+        files = [("onnx", spec.onnx)] + ([("labels", Path(spec.labels))] if spec.labels != "imagenet" else [])
+        for field_name, path in files:
+            if not any(path.is_relative_to(folder) for folder in allowed):
+                raise CatalogError(f"{spec.where()}: {field_name} {path} is outside the allowed model "
+                                   f"directories ({', '.join(map(str, allowed))}; SQL_DL_MODEL_DIRS / "
+                                   "spark.sqldl.modelDirs)")
+
+
+def allowed_model_dirs(setting: str | None = None) -> list[Path]:
+    """The allowed model directories: ``setting`` (comma- or os.pathsep-separated), else SQL_DL_MODEL_DIRS;
+    empty means no restriction."""
+    value = setting if setting is not None else os.environ.get("SQL_DL_MODEL_DIRS", "")
+    parts = [p.strip() for p in re.split(rf"[,{re.escape(os.pathsep)}]", value) if p.strip()]
+    return [Path(p).expanduser().resolve() for p in parts]
+
+
+def load_catalog(path: str | Path = "models.yaml", allowed_dirs: list[Path] | None = None) -> Catalog:
+    """Read and validate a catalog file; raise :class:`CatalogError` with one line on any problem.
+
+    ``allowed_dirs`` (default: :func:`allowed_model_dirs`) confines every model and label file to those
+    directories, so a catalog cannot point the server at arbitrary files."""
     path = Path(path).expanduser().resolve()
     data = _read_yaml(path)
     name = path.name
@@ -345,10 +372,13 @@ def load_catalog(path: str | Path = "models.yaml") -> Catalog:
     if data.get("version", 1) != 1:
         raise CatalogError(f"{name}: version must be 1, got {data['version']!r}")
     defaults = data.get("defaults") or {}
-    if not isinstance(defaults, dict) or set(defaults) - {"batch_size", "device"}:
-        raise CatalogError(f"{name}: defaults may set only batch_size and device, got {defaults!r}")
+    if not isinstance(defaults, dict) or set(defaults) - set(DEFAULT_FIELDS):
+        raise CatalogError(f"{name}: defaults may set only {', '.join(DEFAULT_FIELDS)}, got {defaults!r}")
     models = {n: _model_spec(n, raw, name, path.parent, defaults) for n, raw in data["models"].items()}
     _check_unique_functions(models, name)
+    allowed = allowed_model_dirs() if allowed_dirs is None else allowed_dirs
+    if allowed:
+        _check_allowed(models, allowed)
     return Catalog(path=path, models=models)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .catalog import InputSpec
 from .errors import ImageDecodeError
@@ -31,10 +32,13 @@ _SPARK_MODES = {0: 1, 16: 3, 24: 4}
 # Refuse, before decoding, images that declare more pixels than this (decompression bombs): 64 Mpx is
 # 192 MB of RGB. SQL_DL_MAX_IMAGE_PIXELS changes it. Pillow's own guard starts warning only at 89 Mpx.
 MAX_PIXELS = int(os.environ.get("SQL_DL_MAX_IMAGE_PIXELS", 64_000_000))
+# Our check above replaces Pillow's warning (89-179 Mpx), which would only clutter executor logs.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def decode_bytes(data: bytes) -> Image.Image:
-    """Encoded image bytes -> an RGB PIL image (grey, palette, RGBA, CMYK all converted)."""
+    """Encoded image bytes -> an RGB PIL image, upright (EXIF orientation applied), first frame of an
+    animation; grey, 16-bit, palette, RGBA and CMYK converted (see :func:`to_rgb`)."""
     if not data:
         raise ImageDecodeError("empty content (0 bytes)")
     try:
@@ -44,13 +48,29 @@ def decode_bytes(data: bytes) -> Image.Image:
             raise ImageDecodeError(f"image declares {width}x{height} pixels, more than the limit of {MAX_PIXELS:,} "
                                    "(SQL_DL_MAX_IMAGE_PIXELS)")
         image.load()
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(ImageOps.exif_transpose(image))
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError("not a recognised image format") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its limit, fired first
+        raise ImageDecodeError(f"refused before decoding: {exc}") from None
+    except (OSError, ValueError) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB as torchvision's loader does (``convert("RGB")``: alpha dropped, grey
+    replicated), except where that conversion is wrong: 16-bit grey would clip to white, so it keeps its
+    top 8 bits; a palette with transparency goes through RGBA (Pillow warns otherwise)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        wide = np.asarray(image).astype(np.uint32)
+        return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
 
 
 def from_spark_struct(row: dict[str, Any]) -> Image.Image:
@@ -58,7 +78,7 @@ def from_spark_struct(row: dict[str, Any]) -> Image.Image:
     height, width, channels, mode = row["height"], row["width"], row["nChannels"], row["mode"]
     data = row["data"]
     if height is None or height <= 0 or width <= 0 or not data:
-        raise ImageDecodeError(f"invalid image row (Spark could not read {row.get('origin') or 'the file'})")
+        raise ImageDecodeError("invalid image row (Spark could not read the file)")
     if _SPARK_MODES.get(mode) != channels or len(data) != height * width * channels:
         raise ImageDecodeError(f"unsupported image struct: mode {mode}, {channels} channels, "
                                f"{len(data)} bytes for {width}x{height}")

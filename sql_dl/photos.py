@@ -6,6 +6,7 @@ writes them as JPEGs into a folder so that ``binaryFile.`DIR/*.jpg``` finds them
 from __future__ import annotations
 
 import importlib.util
+import io
 from pathlib import Path
 
 from PIL import Image
@@ -35,6 +36,17 @@ def sample_photos() -> list[Path]:
         if base is not None and (base / relative).is_file():
             found.append(base / relative)
     return found
+
+
+def photo_jpeg(stem: str = "coffee") -> bytes:
+    """One bundled photo as the JPEG bytes that :func:`make_photo_dir` writes for it."""
+    source = next((p for p in sample_photos() if p.stem == stem), None)
+    if source is None:
+        raise FileNotFoundError(f"bundled photo {stem!r} not found: pip install scikit-image scikit-learn")
+    with Image.open(source) as image:
+        out = io.BytesIO()
+        image.convert("RGB").save(out, "JPEG", quality=95)
+    return out.getvalue()
 
 
 def make_photo_dir(target: str | Path) -> list[Path]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from . import runtime
-from .catalog import Catalog, ModelSpec, load_catalog
+from .catalog import ON_ERROR, Catalog, ModelSpec, allowed_model_dirs, load_catalog
 from .describe import describe_function
 from .errors import CatalogError
 from .hooks import load_decoder
@@ -28,6 +28,8 @@ from .udfs import FEATURES_SQL_TYPE, TOPK_SQL_TYPE, UDF_FACTORIES, Task, error_u
 
 log = logging.getLogger("sql_dl")
 EVENT_LOG_CONF = "spark.sqldl.eventLog"
+ON_ERROR_CONF = "spark.sqldl.onError"  # null|fail for every entry of this session, over the catalog's choice
+MODEL_DIRS_CONF = "spark.sqldl.modelDirs"  # comma-separated directories models may come from (else any)
 ERROR_FUNCTION = "sql_dl_error"  # why an image gives NULL; registered with every catalog
 _warned: set = set()
 _shipped: set = set()
@@ -162,9 +164,10 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
     entry whose ONNX file is absent is registered as functions that fail with
     instructions, and one warning names the absent entries.
     """
-    catalog = load_catalog(path)
+    catalog = load_catalog(path, allowed_model_dirs(spark.conf.get(MODEL_DIRS_CONF, None) or None))
     builtins = _system_functions(spark)
     event_log = spark.conf.get(EVENT_LOG_CONF, None) or None
+    on_error = session_on_error(spark)
     result = Registered(catalog)
     for spec in catalog:
         for kind, fn in spec.functions.items():
@@ -178,7 +181,8 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
         ship_model(spark, spec, info.sha256)
         decoder = load_decoder(spec.input.decoder, spec.where()) if spec.input.decoder else None
         task = Task(runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size,
-                                     event_log), spec.input, spec.outputs, load_labels(spec.labels), decoder)
+                                     event_log), spec.input, spec.outputs, load_labels(spec.labels), decoder,
+                    on_error or spec.on_error)
         for kind, fn in spec.functions.items():
             spark.udf.register(fn, UDF_FACTORIES[kind](task))
             describe_function(spark, fn, kind, spec, info.sha256, info.classes, info.feature_size)
@@ -188,6 +192,14 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
     spark.udf.register(ERROR_FUNCTION, error_udf())
     _warn_missing(result)
     return result
+
+
+def session_on_error(spark: SparkSession) -> str | None:
+    """The session's bad-image policy (spark.sqldl.onError), or None to use each entry's on_error."""
+    value = (spark.conf.get(ON_ERROR_CONF, None) or "").strip().lower() or None
+    if value is not None and value not in ON_ERROR:
+        raise CatalogError(f"{ON_ERROR_CONF} must be one of {'|'.join(ON_ERROR)}, got {value!r}")
+    return value
 
 
 def _warn_missing(result: Registered) -> None:

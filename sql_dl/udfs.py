@@ -9,6 +9,7 @@ A row whose image cannot be decoded becomes NULL; the query goes on.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,11 +38,13 @@ class Task:
     outputs: OutputSpec
     labels: tuple
     decoder: Callable | None = None  # a catalog-named hook from udfs/, pickled by value
+    on_error: str = "null"  # "null": a bad image gives NULL; "fail": it fails the query, naming the row
 
 
-def decode_batch(images: pa.Array, spec: InputSpec,
-                 decoder: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Arrow images -> (valid mask, NHWC uint8 batch of the valid rows). Bad or NULL rows are masked out."""
+def decode_batch(images: pa.Array, spec: InputSpec, decoder: Callable | None = None,
+                 on_error: str = "null") -> tuple[np.ndarray, np.ndarray]:
+    """Arrow images -> (valid mask, NHWC uint8 batch of the valid rows). NULL rows are masked out; so are bad
+    images, unless ``on_error`` is "fail": then the first one raises, naming where it is."""
     valid = np.zeros(len(images), dtype=bool)
     pixels = []
     for row, cell in enumerate(images.to_pylist()):
@@ -49,12 +52,31 @@ def decode_batch(images: pa.Array, spec: InputSpec,
             continue
         try:
             pixels.append(image_to_pixels(cell, spec, decoder))
-        except ImageDecodeError:
+        except ImageDecodeError as exc:
+            if on_error == "fail":
+                raise ImageDecodeError(f"{describe_cell(cell, row)}: {exc} (on_error: fail)") from None
             continue
         valid[row] = True
     height, width = spec.size
     batch = np.stack(pixels) if pixels else np.zeros((0, height, width, 3), np.uint8)
     return valid, batch
+
+
+def describe_cell(cell: object, row: int) -> str:
+    """Where a bad image is, for the one-line error: the image source names its file; for bytes, the
+    content hash finds it (``WHERE sha2(content, 256) LIKE 'prefix%'``)."""
+    if isinstance(cell, dict):
+        return f"image {cell.get('origin') or f'in row {row} of the batch'}"
+    digest = hashlib.sha256(cell).hexdigest()[:16]
+    return (f"image in row {row} of a batch of partition {_partition()} ({len(cell)} bytes, sha256 {digest}...; "
+            f"find it with WHERE sha2(content, 256) LIKE '{digest}%')")
+
+
+def _partition() -> str:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return str(context.partitionId()) if context is not None else "?"
 
 
 def infer(task: Task, images: pa.Array) -> tuple[np.ndarray, dict]:
@@ -67,7 +89,7 @@ def infer(task: Task, images: pa.Array) -> tuple[np.ndarray, dict]:
     names = [n for n in (task.outputs.scores, task.outputs.features) if n is not None]
 
     def compute() -> tuple[np.ndarray, dict]:
-        valid, batch = decode_batch(images, task.input, task.decoder)
+        valid, batch = decode_batch(images, task.input, task.decoder, task.on_error)
         if not valid.any():
             return valid, {name: np.zeros((0, 1), np.float32) for name in names}
         return valid, dict(zip(names, runtime.run(task.ref, to_tensor(batch, task.input), names)))
@@ -78,7 +100,8 @@ def infer(task: Task, images: pa.Array) -> tuple[np.ndarray, dict]:
 def _batch_key(task: Task, images: pa.Array) -> tuple:
     """Identifies this batch's data by its Arrow buffers (kept alive by the memo, so never reused)."""
     buffers = tuple(b.address if b is not None else 0 for b in images.buffers())
-    return task.ref.sha256, id(task.decoder), task.input, images.offset, len(images), buffers
+    return (task.ref.sha256, id(task.decoder), task.input, task.on_error, images.offset, len(images),
+            buffers)
 
 
 def predict_batch(task: Task, images: pa.Array) -> pa.Array:

@@ -121,3 +121,26 @@ def test_missing_catalog_file(tmp_path):
 def test_unknown_top_level_key(tmp_path):
     with pytest.raises(CatalogError, match=r"unknown top-level key\(s\) \['modles'\]"):
         catalog_with(tmp_path, GOOD_ENTRY, header="modles: 1\nmodels:\n")
+
+
+def test_model_dirs_confine_model_files_when_set(tmp_path):
+    allowed = tmp_path / "models"
+    allowed.mkdir()
+    catalog_with(tmp_path, GOOD_ENTRY)  # writes models.yaml
+    assert load_catalog(tmp_path / "models.yaml", allowed_dirs=[allowed.resolve()]).get("resnet50")
+    elsewhere = GOOD_ENTRY.replace("models/resnet50.onnx", "../outside/resnet50.onnx")
+    (tmp_path / "models.yaml").write_text("models:\n" + elsewhere)
+    with pytest.raises(CatalogError, match=r"^models\.yaml: entry 'resnet50': onnx /\S+/outside/resnet50\.onnx is "
+                                          r"outside the allowed model directories"):
+        load_catalog(tmp_path / "models.yaml", allowed_dirs=[allowed.resolve()])
+
+
+def test_a_symlink_cannot_escape_the_model_dirs(tmp_path, monkeypatch):
+    allowed, secret = tmp_path / "models", tmp_path / "secret"
+    allowed.mkdir(), secret.mkdir()
+    (secret / "resnet50.onnx").write_bytes(b"x")
+    (allowed / "resnet50.onnx").symlink_to(secret / "resnet50.onnx")
+    catalog_with(tmp_path, GOOD_ENTRY)
+    monkeypatch.setenv("SQL_DL_MODEL_DIRS", str(allowed))
+    with pytest.raises(CatalogError, match=r"onnx /\S+/secret/resnet50\.onnx is outside the allowed model dir"):
+        load_catalog(tmp_path / "models.yaml")

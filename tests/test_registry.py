@@ -81,3 +81,17 @@ def test_file_that_is_not_onnx(spark, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"definitely not protobuf")
     with pytest.raises(CatalogError, match=r"entry 'lite_copy': onnx junk\.onnx cannot be loaded: "):
         register(spark, tmp_path, entry(tmp_path / "junk.onnx"))
+
+
+def test_model_dirs_from_the_session_conf_refuse_models_elsewhere(spark, tmp_path):
+    from sql_dl.registry import MODEL_DIRS_CONF
+
+    try:
+        spark.conf.set(MODEL_DIRS_CONF, f"{tmp_path}/approved, {tmp_path}/also-approved")
+        with pytest.raises(CatalogError, match=r"onnx \S+efficientnet_lite0\.onnx is outside the allowed model "
+                                              r"directories \(\S+/approved, \S+/also-approved;"):
+            register(spark, tmp_path, entry(EFFICIENTNET_ONNX))
+        spark.conf.set(MODEL_DIRS_CONF, str(EFFICIENTNET_ONNX.parent))
+        assert "predict_lite_copy" in register(spark, tmp_path, entry(EFFICIENTNET_ONNX)).functions
+    finally:
+        spark.conf.unset(MODEL_DIRS_CONF)

@@ -6,13 +6,17 @@ STAMP  := $(VENV)/.installed
 MODELS := models/efficientnet_lite0.onnx models/efficientnet_lite0.int8.onnx
 PHOTOS := data/photos
 
-.PHONY: demo test install java models photos clean
+.PHONY: demo test bench install java models photos clean
 
 demo: install $(MODELS) photos
 	$(BIN)/sql-dl demo --photos $(PHOTOS)
 
 test: install $(MODELS)
 	$(BIN)/python -m pytest -q tests
+
+# Throughput against the ONNX Runtime ceiling, predict_batch_udf and a row UDF (README "Performance").
+bench: install $(MODELS)
+	$(BIN)/python bench/throughput.py
 
 install: java $(STAMP)
 

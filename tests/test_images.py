@@ -30,12 +30,28 @@ def reference(image: Image.Image, spec) -> np.ndarray:
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 @pytest.mark.parametrize("photo", sample_photos(), ids=lambda p: p.name)
-def test_preprocessing_matches_torchvision_within_1e5(spec, photo):
+def test_preprocessing_matches_torchvision(spec, photo):
+    """Equal up to the rounding of resized pixels: we resize only the cropped region (Pillow's resize box), so
+    a few values land one or two uint8 levels from torchvision's resize-then-crop."""
     image = decode_bytes(photo.read_bytes())
     ours = to_tensor(resize_and_crop(image, spec.input)[None], spec.input)[0]
     expected = reference(Image.open(photo).convert("RGB"), spec)
     assert ours.shape == expected.shape == (3, *spec.input.size)
-    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+    level = (np.float32(spec.input.scale) / np.asarray(spec.input.std, np.float32)).reshape(3, 1, 1)
+    levels = np.abs(ours - expected) / level
+    assert levels.max() <= 2.001 and (levels > 0.01).mean() < 0.02, (levels.max(), (levels > 0.01).mean())
+
+
+def test_large_jpegs_decode_at_reduced_scale_close_to_a_full_decode():
+    spec = SPECS[0].input
+    photo = Image.open(sample_photos()[0]).convert("RGB")
+    large = io.BytesIO()
+    photo.resize((photo.width * 4, photo.height * 4), Image.Resampling.BICUBIC).save(large, "JPEG", quality=92)
+    reduced, full = decode_bytes(large.getvalue(), spec), decode_bytes(large.getvalue())
+    assert min(reduced.size) >= spec.resize and reduced.size[0] <= full.size[0] // 2  # DCT scaling happened
+    ours, exact = (to_tensor(resize_and_crop(i, spec)[None], spec)[0] for i in (reduced, full))
+    level = np.float32(spec.scale) / np.asarray(spec.std, np.float32).reshape(3, 1, 1)
+    assert (np.abs(ours - exact) / level).mean() < 1.5  # within 1.5 uint8 levels on average
 
 
 def spark_struct(image: Image.Image, mode: str) -> dict:

@@ -1,0 +1,161 @@
+"""`make bench`: sql-dl's SQL path against the ONNX Runtime ceiling, Spark's predict_batch_udf and a row-at-a-time
+Python UDF, on the same 256 real-size JPEGs, the same models and the same cores, in one run.
+
+    .venv/bin/python bench/throughput.py [--images 256] [--repeats 3] [--models efficientnet_lite0,resnet50]
+
+(a) ONNX Runtime alone on pre-decoded, preprocessed tensors, best of processes x threads x batch size;
+(b) sql-dl: SELECT count(predict_NAME(content)) FROM binaryFile; (c) the same model through
+pyspark.ml.functions.predict_batch_udf with the same decoding (a decode UDF producing the tensor column, as
+Spark's documentation builds its inputs); (d) a row-at-a-time Python UDF; (e) the image data source instead of
+binaryFile; then int8 against fp32, decoding cost, first-query and one-row latency. ResNet50 has random weights
+(its published ones need a download; speed does not depend on them). Prints a table, the ratios b/a, b/c, b/d
+last, and writes bench-out/bench.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from ceiling import best_ceiling
+from corpus import OUT, image_folder
+from spark_forms import decode_udf, latencies, predict_batch_form, row_udf
+
+from sql_dl import build_session
+from sql_dl.catalog import ModelSpec, load_catalog
+from sql_dl.images import image_to_pixels, to_tensor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_catalog() -> Path:
+    """The default entries for lite0 (+int8) and resnet50 (+int8), with resnet50 files under bench-out/models."""
+    raw = yaml.safe_load((ROOT / "models.yaml").read_text())["models"]
+    entries = {name: dict(raw[name]) for name in ("efficientnet_lite0", "efficientnet_lite0_int8", "resnet50")}
+    for entry in entries.values():
+        entry["onnx"] = str((ROOT / entry["onnx"]).resolve())
+        entry.pop("functions", None)
+    entries["resnet50"]["onnx"] = str(OUT / "models" / "resnet50.onnx")
+    entries["resnet50_int8"] = {**entries["resnet50"], "onnx": str(OUT / "models" / "resnet50.int8.onnx"),
+                                "precision": "int8"}
+    path = OUT / "bench.yaml"
+    OUT.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump({"version": 1, "models": entries}, sort_keys=False))
+    catalog = load_catalog(path)
+    for name in ("resnet50", "resnet50_int8"):
+        if not catalog.get(name).available:
+            from sql_dl.export import export_onnx
+
+            print(f"exporting {name} (random weights) ...", flush=True)
+            export_onnx(catalog.get(name), weights="random")
+    return path
+
+
+def preprocess(spec: ModelSpec, files: list[Path]) -> tuple[np.ndarray, float]:
+    """All images as the model's input tensor, and the decode + preprocess cost in core-ms per image."""
+    started = time.process_time()
+    pixels = [image_to_pixels(f.read_bytes(), spec.input) for f in files]
+    tensor = to_tensor(np.stack(pixels), spec.input)
+    return tensor, (time.process_time() - started) * 1000 / len(files)
+
+
+def timed(spark, query: str, images: int, repeats: int) -> dict:
+    """Median images/s of ``query`` (one warm-up run first) and its runs; checks every image was answered."""
+    answered = spark.sql(query).first()[0]
+    if answered != images:
+        raise SystemExit(f"{query!r} answered {answered} of {images} images")
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        spark.sql(query).collect()
+        rates.append(images / (time.perf_counter() - started))
+    return {"img_s": statistics.median(rates), "runs": [round(r, 1) for r in rates]}
+
+
+def sql_forms(spark, name: str, folder: Path, images: int, repeats: int) -> dict:
+    """(b) sql-dl, (c) predict_batch_udf, (d) row UDF, (e) the image source, for one entry."""
+    task = spark.sql_dl.tasks[name]
+    spark.udf.register(f"pbu_{name}", predict_batch_form(task))
+    spark.udf.register(f"decode_{name}", decode_udf(task))
+    spark.udf.register(f"row_{name}", row_udf(task))
+    source = f"binaryFile.`{folder}/*.jpg`"
+    queries = {
+        "b": f"SELECT count(predict_{name}(content)) FROM {source}",
+        "c": f"SELECT count(pbu_{name}(decode_{name}(content))) FROM {source}",
+        "d": f"SELECT count(row_{name}(content)) FROM {source}",
+        "e": f"SELECT count(predict_{name}(image)) FROM image.`{folder}/*.jpg`",
+    }
+    return {form: timed(spark, query, images, repeats) for form, query in queries.items()}
+
+
+def agreement(spark, folder: Path, fp32: str, int8: str) -> float:
+    rows = spark.sql(f"SELECT predict_{fp32}(content) = predict_{int8}(content) FROM binaryFile.`{folder}/*.jpg`")
+    same = [r[0] for r in rows.collect()]
+    return sum(same) / len(same)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", default="efficientnet_lite0,resnet50")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    folder, _ = image_folder(args.images)
+    files = sorted(folder.glob("*.jpg"))
+    catalog_path = bench_catalog()
+    catalog = load_catalog(catalog_path)
+    cores = os.cpu_count() or 1
+    spark = build_session(master=f"local[{cores}]", catalog=catalog_path)
+    report: dict = {"images": len(files), "cores": cores, "latency": latencies(spark, files[0]), "models": {}}
+    for name in models:
+        spec = catalog.get(name)
+        tensor, decode_ms = preprocess(spec, files)
+        print(f"{name}: decode + preprocess {decode_ms:.2f} core-ms/image; searching the ceiling ...", flush=True)
+        result = {"decode_core_ms": decode_ms, "a": best_ceiling(spec, tensor, cores)}
+        result.update(sql_forms(spark, name, folder, len(files), args.repeats))
+        int8 = f"{name}_int8"
+        result["int8"] = timed(spark, f"SELECT count(predict_{int8}(content)) FROM binaryFile.`{folder}/*.jpg`",
+                               len(files), args.repeats)
+        result["int8"]["top1_agreement"] = agreement(spark, folder, name, int8)
+        report["models"][name] = result
+    spark.stop()
+    print_report(report)
+    (OUT / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {OUT / 'bench.json'}")
+
+
+def print_report(report: dict) -> None:
+    print(f"\n{report['images']} JPEGs (500x375 / 375x500), {report['cores']} cores, medians")
+    print(f"{'model':20s} {'form':46s} {'img/s':>8s} {'ms/img':>8s}")
+    names = {"a": "(a) ONNX Runtime alone, best config", "b": "(b) sql-dl SQL (binaryFile)",
+             "c": "(c) predict_batch_udf", "d": "(d) row-at-a-time Python UDF", "e": "(e) sql-dl SQL (image source)",
+             "int8": "sql-dl SQL, int8 model"}
+    for model, result in report["models"].items():
+        for form, label in names.items():
+            rate = result[form]["img_s"]
+            extra = f"  [{result['a']['config']}]" if form == "a" else ""
+            print(f"{model:20s} {label:46s} {rate:8.1f} {1000 / rate:8.1f}{extra}")
+        print(f"{model:20s} {'decode + preprocess, one core':46s} {'':8s} {result['decode_core_ms']:8.2f}")
+        print(f"{model:20s} int8 top-1 agreement with fp32 {result['int8']['top1_agreement']:.1%}, "
+              f"int8/fp32 SQL {result['int8']['img_s'] / result['b']['img_s']:.2f}x")
+    latency = report["latency"]
+    print(f"first query (model not loaded) {latency['first_s']:.2f} s; warm one-row query median "
+          f"{latency['warm_ms']:.0f} ms")
+    print("\nratios")
+    for model, result in report["models"].items():
+        b = result["b"]["img_s"]
+        print(f"{model:20s} e/b {result['e']['img_s'] / b:.2f}")
+    for model, result in report["models"].items():
+        b = result["b"]["img_s"]
+        print(f"{model:20s} b/a {b / result['a']['img_s']:.2f}   b/c {b / result['c']['img_s']:.2f}   "
+              f"b/d {b / result['d']['img_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

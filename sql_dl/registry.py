@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from . import runtime
 from .catalog import ON_ERROR, Catalog, ModelSpec, allowed_model_dirs, load_catalog
 from .describe import describe_function
+from .devices import check_devices, cuda_provider, spark_facts
 from .errors import CatalogError
 from .hooks import load_decoder
 from .outputs import load_labels
@@ -168,6 +169,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
     builtins = _system_functions(spark)
     event_log = spark.conf.get(EVENT_LOG_CONF, None) or None
     on_error = session_on_error(spark)
+    _check_devices(spark, catalog)
     result = Registered(catalog)
     for spec in catalog:
         for kind, fn in spec.functions.items():
@@ -192,6 +194,18 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
     spark.udf.register(ERROR_FUNCTION, error_udf())
     _warn_missing(result)
     return result
+
+
+def _check_devices(spark: SparkSession, catalog: Catalog) -> None:
+    """Refuse device: cuda that cannot run here; warn once when auto entries fall back from a usable GPU."""
+    available = [spec for spec in catalog if spec.available]
+    if not any(spec.device != "cpu" for spec in available):
+        return
+    conf, local = spark_facts(spark)
+    warning = check_devices(available, conf, local, cuda_provider())
+    if warning and warning not in _warned:
+        _warned.add(warning)
+        log.warning("%s", warning)
 
 
 def session_on_error(spark: SparkSession) -> str | None:

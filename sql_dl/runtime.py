@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from .errors import ModelUnavailableError
 CACHE_CAPACITY = int(os.environ.get("SQL_DL_MODEL_CACHE_SIZE", "4"))
 _lock = threading.Lock()
 _sessions: OrderedDict = OrderedDict()
+_warnings: set = set()
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ def providers(device: str) -> list:
         raise ModelUnavailableError("device: cuda, but this onnxruntime has no CUDA execution provider "
                                     "(install onnxruntime-gpu on a GPU machine, or set device: auto|cpu)")
     if device == "cpu" or not has_cuda:
+        if device == "auto" and _task_gpu() is not None:
+            _warn_once("device: auto: Spark gave this task a GPU, but this onnxruntime has no CUDA execution "
+                       "provider (install onnxruntime-gpu); running on CPU")
         return ["CPUExecutionProvider"]
     gpu = _task_gpu()
     return [("CUDAExecutionProvider", {"device_id": gpu or 0}), "CPUExecutionProvider"]
@@ -121,9 +126,28 @@ def _load(ref: ModelRef, threads: int, provider_list: list):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(blob, sess_options=options, providers=provider_list)
+    _check_cuda_started(ref, provider_list, session.get_providers())
     _log_event(ref, {"event": "load", "sha256": ref.sha256, "threads": threads, "path": path,
                      "seconds": round(time.perf_counter() - started, 4)})
     return session
+
+
+def _check_cuda_started(ref: ModelRef, wanted: list, got: list) -> None:
+    """ONNX Runtime silently drops a CUDA provider that fails to start (no driver, no device): refuse that for
+    device: cuda, warn once for auto."""
+    if not any(p == "CUDAExecutionProvider" or p[0] == "CUDAExecutionProvider" for p in wanted):
+        return
+    if "CUDAExecutionProvider" not in got:
+        message = f"model '{ref.name}': the CUDA execution provider did not start on this executor"
+        if ref.device == "cuda":
+            raise ModelUnavailableError(message + " (device: cuda); check the NVIDIA driver and CUDA libraries")
+        _warn_once(message + "; running on CPU (device: auto)")
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warnings:
+        _warnings.add(message)
+        logging.getLogger("sql_dl").warning("%s", message)
 
 
 def get_session(ref: ModelRef):

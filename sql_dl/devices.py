@@ -1,0 +1,55 @@
+"""Driver-side device checks: is CUDA usable by ONNX Runtime here, and is a GPU present or configured?
+
+``device: cuda`` without a CUDA execution provider is refused at registration in local mode (the executors
+share the driver's Python environment there); ``device: auto`` falls back to CPU, and says so in one warning
+when a GPU is there to be used (present or given to tasks by Spark) but ONNX Runtime cannot use it. A CPU-only
+machine running ``auto`` is the normal case and gets no warning.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .catalog import ModelSpec
+from .errors import CatalogError
+
+GPU_CONFS = ("spark.task.resource.gpu.amount", "spark.executor.resource.gpu.amount", "spark.driver.resource.gpu.amount")
+
+
+def cuda_provider() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def gpu_reason(conf: dict) -> str | None:
+    """Why a GPU looks available to this application (a Spark GPU resource, an NVIDIA device), or None."""
+    for key in GPU_CONFS:
+        if str(conf.get(key) or "0") not in ("0", "0.0"):
+            return f"{key} is set"
+    if Path("/proc/driver/nvidia/gpus").is_dir() or Path("/dev/nvidia0").exists():
+        return "an NVIDIA GPU is present"
+    return None
+
+
+def check_devices(specs: list[ModelSpec], conf: dict, local: bool, has_cuda: bool) -> str | None:
+    """Raise for ``device: cuda`` that cannot work; return the one warning for ``auto`` entries falling back."""
+    if has_cuda:
+        return None
+    for spec in specs:
+        if spec.device == "cuda" and local:
+            raise CatalogError(f"{spec.where()}: device: cuda, but this onnxruntime has no CUDA execution provider "
+                               "(install the gpu extra: README 'GPUs'), or set device: auto|cpu")
+    auto = [spec.name for spec in specs if spec.device == "auto"]
+    reason = gpu_reason(conf)
+    if auto and reason:
+        return (f"device: auto runs {', '.join(auto)} on CPU: {reason}, but this onnxruntime has no CUDA "
+                "execution provider (install the gpu extra: README 'GPUs')")
+    return None
+
+
+def spark_facts(spark) -> tuple[dict, bool]:
+    """(the GPU-related confs, whether the master is local) of a running session."""
+    conf = {key: spark.sparkContext.getConf().get(key, None) for key in GPU_CONFS}
+    master = spark.sparkContext.master or os.environ.get("MASTER", "")
+    return conf, master.startswith("local")

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 MODELS := models/efficientnet_lite0.onnx models/efficientnet_lite0.int8.onnx
 PHOTOS := data/photos
 
-.PHONY: demo test bench install java models photos clean
+.PHONY: demo test bench gpu install java models photos clean
 
 demo: install $(MODELS) photos
 	$(BIN)/sql-dl demo --photos $(PHOTOS)
@@ -17,6 +17,12 @@ test: install $(MODELS)
 # Throughput against the ONNX Runtime ceiling, predict_batch_udf and a row UDF (README "Performance").
 bench: install $(MODELS)
 	$(BIN)/python bench/throughput.py
+
+# On a GPU machine: swap onnxruntime for onnxruntime-gpu (one package provides the `onnxruntime` module, so the
+# two cannot be installed side by side); `make install` afterwards would swap it back.
+gpu: install
+	$(BIN)/pip uninstall -q -y onnxruntime
+	$(BIN)/pip install -q onnxruntime-gpu==1.31.1
 
 install: java $(STAMP)
 

@@ -19,7 +19,7 @@ bench: install $(MODELS)
 	$(BIN)/python bench/throughput.py
 
 # On a GPU machine: swap onnxruntime for onnxruntime-gpu (one package provides the `onnxruntime` module, so the
-# two cannot be installed side by side); `make install` afterwards would swap it back.
+# two cannot be installed side by side); a re-install (setup.cfg or constraints.txt changed) swaps it back.
 gpu: install
 	$(BIN)/pip uninstall -q -y onnxruntime
 	$(BIN)/pip install -q onnxruntime-gpu==1.31.1

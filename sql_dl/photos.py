@@ -23,6 +23,23 @@ PHOTOS = [
 ]
 
 
+# Real images that are *not* the photos above, for calibrating int8 models: the photos are what int8 is
+# evaluated on, so calibration must not see them. Textures, micrographs, astronomy, grey scans.
+CALIBRATION = [("skimage", f"data/{name}") for name in (
+    "brick.png", "grass.png", "gravel.png", "color.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png",
+    "motorcycle_right.png", "coins.png", "camera.png", "moon.png", "page.png", "cell.png", "clock_motion.png")]
+
+
+def calibration_images() -> list[Path]:
+    """Paths of the installed calibration images (scikit-image's data)."""
+    found = []
+    for package, relative in CALIBRATION:
+        base = _package_dir(package)
+        if base is not None and (base / relative).is_file():
+            found.append(base / relative)
+    return found
+
+
 def _package_dir(package: str) -> Path | None:
     spec = importlib.util.find_spec(package)
     return Path(spec.origin).parent if spec and spec.origin else None

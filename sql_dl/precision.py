@@ -16,40 +16,75 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import ModelSpec
-from .images import decode_bytes, resize_and_crop, to_tensor
-from .photos import sample_photos
+from .images import decode_bytes, resize_and_crop, to_rgb, to_tensor
+from .photos import calibration_images, sample_photos
 
 INT8_MIN_AGREEMENT = 0.7  # top-1 agreement with fp32 on the bundled photos below which verify fails
+# How `precision: int8` quantizes, chosen with bench/int8_levers.py (bench/NOTES.md has the measurements):
+# per-channel weights; reduce_range (7-bit weights) avoids the u8s8 overflow of AVX2 CPUs without VNNI.
+INT8_OPTIONS = {"calibrate_method": "MinMax", "per_channel": True, "reduce_range": True,
+                "activation_type": "QUInt8", "weight_type": "QInt8"}
 
 
-def _photo_tensors(spec: ModelSpec, variants: bool) -> np.ndarray:
-    from PIL import ImageOps
-
+def _photo_tensors(spec: ModelSpec) -> np.ndarray:
+    """The bundled photos, preprocessed: what int8 is compared with fp32 on."""
     images = [decode_bytes(p.read_bytes()) for p in sample_photos()]
-    if variants:  # more calibration samples from the few photos we have offline
-        images = [v for im in images for v in (im, ImageOps.mirror(im), im.crop((0, 0, im.width * 3 // 4,
-                  im.height * 3 // 4)), im.crop((im.width // 4, im.height // 4, im.width, im.height)))]
     return to_tensor(np.stack([resize_and_crop(im, spec.input) for im in images]), spec.input)
 
 
-def quantize_int8(spec: ModelSpec, fp32: Path, target: Path) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def calibration_tensors(spec: ModelSpec) -> np.ndarray:
+    """Calibration samples from images disjoint from the photos: each whole, mirrored, and two crops."""
+    from PIL import Image, ImageOps
+
+    samples = []
+    for path in calibration_images():
+        with Image.open(path) as image:
+            im = to_rgb(image.copy())  # copy: read the pixels before the file closes
+        samples += [im, ImageOps.mirror(im), im.crop((0, 0, im.width * 3 // 4, im.height * 3 // 4)),
+                    im.crop((im.width // 4, im.height // 4, im.width, im.height))]
+    return to_tensor(np.stack([resize_and_crop(im, spec.input) for im in samples]), spec.input)
+
+
+def depthwise_and_end_nodes(path: Path, depthwise: bool = True, ends: bool = True) -> list[str]:
+    """Node names int8 tends to hurt most: depthwise convolutions (group > 1), the first convolution and the
+    classifier head. Quantization options may keep them in float."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    grouped = [n.name for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    heads = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
+    return (grouped if depthwise else []) + ([convs[0].name] + heads[-1:] if ends and convs else [])
+
+
+def quantize_int8(spec: ModelSpec, fp32: Path, target: Path, **options) -> None:
+    """Static QDQ quantization with ranges from :func:`calibration_tensors`; ``options`` override
+    :data:`INT8_OPTIONS` (quantize_static's arguments, plus ``keep_float``: a function of the prepared model
+    path returning node names to leave in float)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    samples = _photo_tensors(spec, variants=True)
+    samples = calibration_tensors(spec)
 
-    class Photos(CalibrationDataReader):
+    class Samples(CalibrationDataReader):
         def __init__(self) -> None:
             self.feed = iter([{"image": samples[i:i + 1]} for i in range(len(samples))])
 
         def get_next(self):
             return next(self.feed, None)
 
+    settings = {**INT8_OPTIONS, **options}
+    keep_float = settings.pop("keep_float", None)
+    settings["calibrate_method"] = getattr(CalibrationMethod, settings["calibrate_method"])
+    settings["activation_type"] = getattr(QuantType, settings["activation_type"])
+    settings["weight_type"] = getattr(QuantType, settings["weight_type"])
     prepared = target.with_suffix(".pre.onnx")
     try:
         quant_pre_process(str(fp32), str(prepared))
-        quantize_static(str(prepared), str(target), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        if keep_float is not None:
+            settings["nodes_to_exclude"] = keep_float(prepared)
+        quantize_static(str(prepared), str(target), Samples(), quant_format=QuantFormat.QDQ, **settings)
     finally:
         prepared.unlink(missing_ok=True)
 
@@ -81,7 +116,7 @@ def compare(spec: ModelSpec, fp32: Path, variant: Path) -> dict:
     providers = ["CUDAExecutionProvider"] if spec.precision == "fp16" else ["CPUExecutionProvider"]
     if spec.precision == "fp16" and "CUDAExecutionProvider" not in ort.get_available_providers():
         return {"top1_agreement_vs_fp32": None, "speedup_vs_fp32": None, "note": "fp16 is measured on a GPU only"}
-    batch = np.concatenate([_photo_tensors(spec, variants=False)] * 4)
+    batch = np.concatenate([_photo_tensors(spec)] * 4)
     reference, fp32_time = _timed_run(fp32, batch, providers)
     logits, variant_time = _timed_run(variant, batch, providers)
     return {"top1_agreement_vs_fp32": float((logits.argmax(1) == reference.argmax(1)).mean()),

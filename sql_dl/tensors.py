@@ -87,15 +87,20 @@ def parse_column(column: pa.Array, item: TensorInput, task: TensorTask) -> tuple
         good = (np.diff(offsets) == want) & ~np.asarray(array.is_null(), dtype=bool)
         ok &= _all_good(good, starts, ends)
         starts, ends, array = offsets[starts], offsets[ends], array.values
+    if pa.types.is_decimal(array.type):
+        array = array.cast(pa.float64())  # SQL literals such as 1.5 are DECIMAL
     if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
         raise UsageError(f"{where} must hold numbers, got arrays of {array.type}")
     if array.null_count:
         ok &= _all_good(~np.asarray(array.is_null(), dtype=bool), starts, ends)
+    values = array.to_numpy(zero_copy_only=False)
     if task.strict and (not_null & ~ok).any():
-        row = int(np.flatnonzero(not_null & ~ok)[0])
-        raise UsageError(f"{where}: row {row} holds {int(ends[row] - starts[row])} values, not the declared shape "
-                         f"{list(item.shape)} ({prod(item.shape)} values)")
-    return ok, starts, array.to_numpy(zero_copy_only=False)
+        row = int(np.flatnonzero(not_null & ~ok)[0])  # batch positions mean nothing to a user: show the values
+        shown = values[starts[row]:min(ends[row], starts[row] + 6)].tolist()
+        more = ", ..." if ends[row] - starts[row] > 6 else ""
+        raise UsageError(f"{where}: a row holds {int(ends[row] - starts[row])} values ({str(shown)[1:-1]}{more}), "
+                         f"not the declared shape {list(item.shape)} ({prod(item.shape)} values)")
+    return ok, starts, values
 
 
 def _gather(values: np.ndarray, starts: np.ndarray, item: TensorInput) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The examples run as a user runs them: a fresh process, a fresh Spark session, from the checkout."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ def test_transfer_learning_example_reproduces_the_chapter(tmp_path):
     summary = json.loads(lines[-1])
     assert (summary["train"], summary["test"]) == (150, 50)
     assert summary["accuracy"] >= 0.7  # measured 0.82 on these 50 held-out digits (0.91 on 100: tests/test_ml.py)
-    assert summary["registered"] == "torch.nn.Module"  # the export extra is installed here
+    assert summary["registered"] == ("torch.nn.Module" if importlib.util.find_spec("torch") else "ONNX file")
     assert any(line.startswith("transfer learning: 150 training and 50 test images, test set accuracy = ")
                for line in lines)
     assert summary["top"]["coffee.jpg"][0] == "espresso" and len(summary["top"]["coffee.jpg"]) == 3

@@ -4,14 +4,17 @@
     spark = build_session(catalog="models.yaml")
     spark.sql("SELECT path, predict_efficientnet_lite0(content) FROM binaryFile.`photos/*.jpg`").show()
 """
+from .api import register_image_udf, register_tensor_udf
 from .catalog import Catalog, InputSpec, ModelSpec, OutputSpec, load_catalog
-from .errors import CatalogError, ExportError, ImageDecodeError, ModelUnavailableError, SqlDlError
+from .errors import CatalogError, ExportError, ImageDecodeError, ModelUnavailableError, SqlDlError, UsageError
+from .ml import DeepImageFeaturizer, DeepImagePredictor, cache_features
 from .registry import Registered, register_catalog
 from .session import build_session
 
 __version__ = "0.1.0"
 __all__ = [
-    "Catalog", "CatalogError", "ExportError", "ImageDecodeError", "InputSpec", "ModelSpec",
-    "ModelUnavailableError", "OutputSpec", "Registered", "SqlDlError", "build_session", "load_catalog",
-    "register_catalog",
+    "Catalog", "CatalogError", "DeepImageFeaturizer", "DeepImagePredictor", "ExportError", "ImageDecodeError",
+    "InputSpec", "ModelSpec", "ModelUnavailableError", "OutputSpec", "Registered", "SqlDlError", "UsageError",
+    "build_session", "cache_features", "load_catalog", "register_catalog", "register_image_udf",
+    "register_tensor_udf",
 ]

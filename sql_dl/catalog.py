@@ -243,6 +243,11 @@ def _input_spec(e: _Entry) -> InputSpec:
     )
 
 
+def input_spec(raw: Any, where: str, base: Path | None = None) -> InputSpec:
+    """An ``input:`` mapping as the catalog reads it, for the Python API's declarative preprocessors."""
+    return _input_spec(_Entry(where, {"input": raw}, base or Path.cwd()))
+
+
 def _output_spec(e: _Entry) -> OutputSpec:
     raw = e.raw.get("outputs", {})
     if not isinstance(raw, dict):

@@ -22,6 +22,10 @@ class ExportError(SqlDlError):
     """A model could not be exported to ONNX (unknown architecture, bad weights, offline)."""
 
 
+class UsageError(SqlDlError, ValueError):
+    """A Python API call (register_image_udf, register_tensor_udf, the Transformers) got arguments that do not fit."""
+
+
 class ImageDecodeError(SqlDlError, ValueError):
     """One row's image could not be decoded; the row becomes NULL by default."""
 

@@ -206,6 +206,33 @@ class Verification:
         return self.max_relative_error < RELATIVE_TOLERANCE and self.top5_agreement == 1.0
 
 
+def torch_to_onnx(model: Any, example: tuple, path: Path, input_names: list, output_names: list, what: str) -> None:
+    """The one way sql-dl exports PyTorch: the legacy exporter (1-4 s against 13-16 s), opset 17, one file, a
+    dynamic batch dimension on every input and output. Callers must verify the file against PyTorch: an
+    export can run and answer wrongly (ENVIRONMENT.md)."""
+    torch = _torch()
+    axes = {name: {0: "batch"} for name in (*input_names, *output_names)}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        # the fused attention kernel (ViT in eval mode) has no ONNX form; the plain path exports
+        torch.backends.mha.set_fastpath_enabled(False)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notes
+            torch.onnx.export(model, example, str(path), dynamo=False, input_names=input_names,
+                              output_names=output_names, dynamic_axes=axes, opset_version=17)
+    except Exception as exc:  # noqa: BLE001 - the exporter's messages embed whole graphs: keep the first line
+        path.unlink(missing_ok=True)
+        raise ExportError(f"ONNX export of {what} failed: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[-1][:300]}") from None
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def relative_error(actual: list, expected: list) -> float:
+    """Max abs difference relative to each output's largest magnitude, over all outputs."""
+    return max(float(np.abs(a - e).max() / max(np.abs(e).max(), 1e-12)) for a, e in zip(actual, expected))
+
+
 def export_onnx(spec: ModelSpec, weights: str = "pretrained", out_dir: str | Path | None = None) -> Path:
     """Export the entry to ONNX, verify it against PyTorch, and write ``<file>.onnx.json``. Returns the path."""
     torch = _torch()
@@ -217,21 +244,7 @@ def export_onnx(spec: ModelSpec, weights: str = "pretrained", out_dir: str | Pat
     target.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, 3, *spec.input.size)
     tmp = target.with_suffix(".onnx.tmp")
-    axes = {"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    try:
-        # the fused attention kernel (ViT in eval mode) has no ONNX form; the plain path exports
-        torch.backends.mha.set_fastpath_enabled(False)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notes
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["image"],
-                              output_names=["logits", "features"], dynamic_axes=axes, opset_version=17)
-    except Exception as exc:  # noqa: BLE001 - the exporter's messages embed whole graphs: keep the first line
-        tmp.unlink(missing_ok=True)
-        raise ExportError(f"ONNX export of '{spec.name}' failed: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[-1][:300]}") from None
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
+    torch_to_onnx(model, (example,), tmp, ["image"], ["logits", "features"], f"'{spec.name}'")
     result = verify(spec, model, tmp)
     if not result.ok:
         tmp.unlink()
@@ -289,7 +302,7 @@ def verify(spec: ModelSpec, model: Any, onnx_path: Path, photos: list | None = N
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     actual = session.run(["logits", "features"], {session.get_inputs()[0].name: batch})
     # relative to each output's largest magnitude; features too, so a degenerate head cannot hide a bad body
-    error = max(float(np.abs(a - e).max() / max(np.abs(e).max(), 1e-12)) for a, e in zip(actual, expected))
+    error = relative_error(actual, expected)
     actual, expected = actual[0], expected[0]
     top5 = lambda a: np.argsort(-a, axis=1, kind="stable")[:, :5]  # noqa: E731
     agreement = float((top5(actual) == top5(expected)).all(axis=1).mean())

@@ -58,11 +58,11 @@ def topk_array(probs: np.ndarray, valid: np.ndarray, ks: np.ndarray, labels: tup
     return pa.array(_scatter(valid, rows, len(valid)), TOPK_TYPE)
 
 
-def features_array(features: np.ndarray, valid: np.ndarray) -> pa.Array:
-    """(valid_rows, ...) -> ARRAY<FLOAT> per row, flattened, built without Python loops."""
+def features_array(features: np.ndarray, valid: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.Array:
+    """(valid_rows, ...) -> ARRAY<FLOAT> (or of ``value_type``) per row, flattened, built without Python loops."""
     width = int(np.prod(features.shape[1:])) if len(features) else 0
-    flat = features.reshape(len(features), width).astype(np.float32, copy=False)
+    flat = features.reshape(len(features), width).astype(value_type.to_pandas_dtype(), copy=False)
     counts = np.where(valid, width, 0)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel()), type=FEATURES_TYPE,
-                                    mask=pa.array(~valid))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel(), value_type),
+                                    type=pa.list_(value_type), mask=pa.array(~valid))

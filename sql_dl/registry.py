@@ -13,8 +13,10 @@ import logging
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from pyspark.sql import SparkSession
 
@@ -34,6 +36,9 @@ MODEL_DIRS_CONF = "spark.sqldl.modelDirs"  # comma-separated directories models 
 ERROR_FUNCTION = "sql_dl_error"  # why an image gives NULL; registered with every catalog
 _warned: set = set()
 _shipped: set = set()
+# SparkContext -> the Registered results of its register_catalog calls, oldest first: the pyspark.ml
+# Transformers and the Python API look catalog entries up here (weak: a stopped context is forgotten)
+_registrations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -128,14 +133,24 @@ def _check_input(spec: ModelSpec, inputs: list) -> None:
 def ship_model(spark: SparkSession, spec: ModelSpec, sha256: str) -> None:
     """Send the ONNX file to every executor under its content hash (SparkContext.addFile), so executors need
     no shared filesystem; the executor checks the hash again when it loads the copy."""
+    ship_file(spark, spec.onnx, sha256)
+
+
+def staging_dir() -> Path:
+    """Driver-side folder of files shipped to executors (and of models made by the Python API)."""
     staging = Path(tempfile.gettempdir()) / f"sql-dl-{os.getuid()}" / "ship"
     staging.mkdir(parents=True, exist_ok=True)
-    target = staging / runtime.shipped_name(sha256)
+    return staging
+
+
+def ship_file(spark: SparkSession, onnx: Path, sha256: str) -> None:
+    """:func:`ship_model` for any ONNX file whose sha256 is known (Python API models, catalog entries)."""
+    target = staging_dir() / runtime.shipped_name(sha256)
     if not target.exists():
         try:
-            os.link(spec.onnx, target)  # same filesystem: no copy
+            os.link(onnx, target)  # same filesystem: no copy
         except OSError:
-            shutil.copyfile(spec.onnx, target)
+            shutil.copyfile(onnx, target)
     key = (id(spark.sparkContext), sha256)
     if key not in _shipped:
         spark.sparkContext.addFile(str(target))
@@ -158,6 +173,19 @@ def _register_unavailable(spark: SparkSession, name: str, kind: str, message: st
               f"RETURN raise_error('{literal}')")
 
 
+def prepare_task(spark: SparkSession, spec: ModelSpec, decoder: Callable | None = None) -> tuple[ModelInfo, Task]:
+    """Check the model on the driver, ship it to executors, and make the Task they run (catalog entries and
+    Python API models alike; ``decoder`` is the API's callable preprocessor, else the entry's hook)."""
+    info = inspect_model(spec)
+    ship_model(spark, spec, info.sha256)
+    if decoder is None and spec.input.decoder:
+        decoder = load_decoder(spec.input.decoder, spec.where())
+    event_log = spark.conf.get(EVENT_LOG_CONF, None) or None
+    ref = runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size, event_log)
+    on_error = session_on_error(spark) or spec.on_error
+    return info, Task(ref, spec.input, spec.outputs, load_labels(spec.labels), decoder, on_error)
+
+
 def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> Registered:
     """Validate the catalog at ``path`` and register every entry's SQL functions in ``spark``.
 
@@ -167,9 +195,8 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
     """
     catalog = load_catalog(path, allowed_model_dirs(spark.conf.get(MODEL_DIRS_CONF, None) or None))
     builtins = _system_functions(spark)
-    event_log = spark.conf.get(EVENT_LOG_CONF, None) or None
-    on_error = session_on_error(spark)
     _check_devices(spark, catalog)
+    session_on_error(spark)  # a bad spark.sqldl.onError fails here, once, before any entry
     result = Registered(catalog)
     for spec in catalog:
         for kind, fn in spec.functions.items():
@@ -179,12 +206,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
         if not spec.available:
             _register_missing(spark, spec, result)
             continue
-        info = inspect_model(spec)
-        ship_model(spark, spec, info.sha256)
-        decoder = load_decoder(spec.input.decoder, spec.where()) if spec.input.decoder else None
-        task = Task(runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size,
-                                     event_log), spec.input, spec.outputs, load_labels(spec.labels), decoder,
-                    on_error or spec.on_error)
+        info, task = prepare_task(spark, spec)
         for kind, fn in spec.functions.items():
             spark.udf.register(fn, UDF_FACTORIES[kind](task))
             describe_function(spark, fn, kind, spec, info.sha256, info.classes, info.feature_size)
@@ -193,6 +215,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
         result.tasks[spec.name] = task
     spark.udf.register(ERROR_FUNCTION, error_udf())
     _warn_missing(result)
+    _registrations.setdefault(spark.sparkContext, []).append(result)
     return result
 
 
@@ -214,6 +237,11 @@ def session_on_error(spark: SparkSession) -> str | None:
     if value is not None and value not in ON_ERROR:
         raise CatalogError(f"{ON_ERROR_CONF} must be one of {'|'.join(ON_ERROR)}, got {value!r}")
     return value
+
+
+def registrations(spark: SparkSession) -> list:
+    """Every :class:`Registered` catalog of this session's SparkContext, oldest first."""
+    return list(_registrations.get(spark.sparkContext, []))
 
 
 def _warn_missing(result: Registered) -> None:

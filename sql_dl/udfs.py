@@ -86,7 +86,7 @@ def infer(task: Task, images: pa.Array) -> tuple[np.ndarray, dict]:
     predict_NAME and featurize_NAME on the same column (one Arrow evaluation, same input buffers) runs
     the network once.
     """
-    names = [n for n in (task.outputs.scores, task.outputs.features) if n is not None]
+    names = list(dict.fromkeys(n for n in (task.outputs.scores, task.outputs.features) if n is not None))
 
     def compute() -> tuple[np.ndarray, dict]:
         valid, batch = decode_batch(images, task.input, task.decoder, task.on_error)
@@ -100,8 +100,8 @@ def infer(task: Task, images: pa.Array) -> tuple[np.ndarray, dict]:
 def _batch_key(task: Task, images: pa.Array) -> tuple:
     """Identifies this batch's data by its Arrow buffers (kept alive by the memo, so never reused)."""
     buffers = tuple(b.address if b is not None else 0 for b in images.buffers())
-    return (task.ref.sha256, id(task.decoder), task.input, task.on_error, images.offset, len(images),
-            buffers)
+    return (task.ref.sha256, id(task.decoder), task.input, task.outputs, task.on_error, images.offset,
+            len(images), buffers)
 
 
 def predict_batch(task: Task, images: pa.Array) -> pa.Array:
@@ -120,6 +120,13 @@ def topk_batch(task: Task, images: pa.Array, ks: pa.Array) -> pa.Array:
 def featurize_batch(task: Task, images: pa.Array) -> pa.Array:
     valid, outputs = infer(task, images)
     return features_array(outputs[task.outputs.features], valid)
+
+
+def probabilities_batch(task: Task, images: pa.Array) -> pa.Array:
+    """Class probabilities (softmax of logits unless the model gives probabilities) as ARRAY<FLOAT>."""
+    valid, outputs = infer(task, images)
+    scores = outputs[task.outputs.scores]
+    return features_array(probabilities(scores, task.outputs.scores_are) if len(scores) else scores, valid)
 
 
 # Scalar (not iterator) Arrow UDFs: Spark evaluates several of them in one Python worker over the same
@@ -141,6 +148,19 @@ def featurize_udf(task: Task):
     def featurize(images: pa.Array) -> pa.Array:
         return featurize_batch(task, images)
     return arrow_udf(featurize, FEATURES_SQL_TYPE)
+
+
+def probabilities_udf(task: Task):
+    def probabilities(images: pa.Array) -> pa.Array:
+        return probabilities_batch(task, images)
+    return arrow_udf(probabilities, FEATURES_SQL_TYPE)
+
+
+def fixed_topk_udf(task: Task, k: int):
+    """One-argument top-k (``k`` fixed when the function is made): the Python API's output="topk"."""
+    def predict_topk(images: pa.Array) -> pa.Array:
+        return topk_batch(task, images, pa.array([k] * len(images), pa.int32()))
+    return arrow_udf(predict_topk, TOPK_SQL_TYPE)
 
 
 def error_udf():

@@ -65,14 +65,19 @@ def write_onnx(blob: bytes) -> tuple[Path, str]:
     return path, sha
 
 
+def existing_file(value: str | Path, what: str, label: str) -> Path:
+    path = Path(value).expanduser().resolve()
+    if not path.is_file():
+        raise UsageError(f"{what}: {label} file {path} does not exist")
+    return path
+
+
 def onnx_file(model: Any, what: str) -> tuple[Path, str]:
     """An ONNX path or bytes -> (driver file, sha256); anything else is one line saying what is accepted."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return write_onnx(bytes(model))
     if isinstance(model, (str, Path)):
-        path = Path(model).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"{what}: model file {path} does not exist")
+        path = existing_file(model, what, "model")
         return path, runtime.file_sha256(str(path))
     raise UsageError(f"{what}: model must be a torch.nn.Module, an ONNX file path or bytes, or a catalog entry "
                      f"name; got {type(model).__name__}")

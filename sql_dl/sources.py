@@ -124,7 +124,7 @@ def export_module(module: Any, inputs: list, input_names: list, name_outputs: Ca
 
     import torch
 
-    training = module.training
+    modes = {part: part.training for part in module.modules()}  # restored as they were, part by part
     module.eval()
     try:
         expected = _torch_outputs(module, inputs, what)
@@ -135,7 +135,8 @@ def export_module(module: Any, inputs: list, input_names: list, name_outputs: Ca
                           f"the torch model of {what}")
             blob = path.read_bytes()
     finally:
-        module.train(training)
+        for part, training in modes.items():
+            part.training = training
     path, sha = write_onnx(blob)
     actual = open_model(path, what).run(names, dict(zip(input_names, inputs)))
     error = relative_error([a.astype(np.float64) for a in actual], [e.astype(np.float64) for e in expected])

@@ -205,10 +205,7 @@ def _labels(labels: Any, outputs: OutputSpec, session: Any, base: ModelSpec | No
     if labels == "imagenet":
         return labels
     if isinstance(labels, (str, Path)):
-        path = Path(labels).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"{what}: labels file {path} does not exist")
-        return str(path)
+        return str(sources.existing_file(labels, what, "labels"))
     if isinstance(labels, Sequence) and labels and all(
             isinstance(v, str) and v.strip() and "\n" not in v for v in labels):
         text = "\n".join(labels) + "\n"

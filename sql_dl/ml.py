@@ -139,7 +139,7 @@ def cache_features(dataset: DataFrame, inputCol: str, modelNames: Sequence[str])
     from the result; ``dataset.unpersist()`` on the result frees them."""
     spark = dataset.sparkSession
     kept = dataset
-    for name in dict.fromkeys(modelNames):
+    for name in dict.fromkeys([modelNames] if isinstance(modelNames, str) else modelNames):
         task = catalog_entry(spark, name)[1]
         kept = kept.withColumn(cached_column(task, inputCol), features_column(task, inputCol))
     kept = kept.persist()

@@ -65,14 +65,19 @@ def write_onnx(blob: bytes) -> tuple[Path, str]:
     return path, sha
 
 
+def existing_file(value: str | Path, what: str, label: str) -> Path:
+    path = Path(value).expanduser().resolve()
+    if not path.is_file():
+        raise UsageError(f"{what}: {label} file {path} does not exist")
+    return path
+
+
 def onnx_file(model: Any, what: str) -> tuple[Path, str]:
     """An ONNX path or bytes -> (driver file, sha256); anything else is one line saying what is accepted."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return write_onnx(bytes(model))
     if isinstance(model, (str, Path)):
-        path = Path(model).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"{what}: model file {path} does not exist")
+        path = existing_file(model, what, "model")
         return path, runtime.file_sha256(str(path))
     raise UsageError(f"{what}: model must be a torch.nn.Module, an ONNX file path or bytes, or a catalog entry "
                      f"name; got {type(model).__name__}")
@@ -119,7 +124,7 @@ def export_module(module: Any, inputs: list, input_names: list, name_outputs: Ca
 
     import torch
 
-    training = module.training
+    modes = {part: part.training for part in module.modules()}  # restored as they were, part by part
     module.eval()
     try:
         expected = _torch_outputs(module, inputs, what)
@@ -130,7 +135,8 @@ def export_module(module: Any, inputs: list, input_names: list, name_outputs: Ca
                           f"the torch model of {what}")
             blob = path.read_bytes()
     finally:
-        module.train(training)
+        for part, training in modes.items():
+            part.training = training
     path, sha = write_onnx(blob)
     actual = open_model(path, what).run(names, dict(zip(input_names, inputs)))
     error = relative_error([a.astype(np.float64) for a in actual], [e.astype(np.float64) for e in expected])

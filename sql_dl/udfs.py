@@ -151,9 +151,9 @@ def featurize_udf(task: Task):
 
 
 def probabilities_udf(task: Task):
-    def probabilities(images: pa.Array) -> pa.Array:
+    def class_probabilities(images: pa.Array) -> pa.Array:
         return probabilities_batch(task, images)
-    return arrow_udf(probabilities, FEATURES_SQL_TYPE)
+    return arrow_udf(class_probabilities, FEATURES_SQL_TYPE)
 
 
 def fixed_topk_udf(task: Task, k: int):

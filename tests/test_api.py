@@ -97,6 +97,19 @@ def test_the_returned_function_works_in_dataframe_code(spark, cnn, images):
     assert set(from_df.values()) - {None} <= {str(i) for i in range(10)}, "labels default to class indices"
 
 
+def test_export_runs_in_eval_mode_and_leaves_the_module_as_it_was(spark, cnn, images):
+    register_image_udf(spark, "cnn_from_eval", cnn, PREPROCESSOR, output="probabilities")
+    cnn.train()
+    cnn.body[1].eval()  # a mixed state, restored part by part
+    try:
+        register_image_udf(spark, "cnn_from_train", cnn, PREPROCESSOR, output="probabilities")
+        assert cnn.training and not cnn.body[1].training and cnn.body[4].training
+    finally:
+        cnn.eval()
+    rows = spark.sql("SELECT cnn_from_eval(content) AS a, cnn_from_train(content) AS b FROM api_images").collect()
+    assert all(r.a == r.b for r in rows) and sum(r.a is not None for r in rows) == 19
+
+
 def pillow_stretch(data: bytes) -> np.ndarray:
     """A callable preprocessor, defined in this test module: executors cannot import it, so it goes by value."""
     image = Image.open(io.BytesIO(data)).convert("RGB")

@@ -9,9 +9,10 @@ from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.sql import functions as F
 
-from conftest import read_events
+from conftest import ROOT, read_events
 from sql_dl import DeepImageFeaturizer, DeepImagePredictor
 from sql_dl.digits import write_digit_folders
+from sql_dl import registry
 from sql_dl.errors import CatalogError, ModelUnavailableError, UsageError
 
 MODEL = "efficientnet_lite0"
@@ -111,6 +112,16 @@ def test_transformers_share_the_sql_path_model_cache(spark, photos, event_log):
     for event in loads():
         per_worker[(event["pid"], event["threads"])] = per_worker.get((event["pid"], event["threads"]), 0) + 1
     assert per_worker and max(per_worker.values()) == 1, "each worker loaded the model once for SQL and both"
+
+
+def test_a_session_that_registered_no_catalog_gets_models_yaml(spark, photos, monkeypatch):
+    import weakref
+
+    monkeypatch.setattr(registry, "_registrations", weakref.WeakKeyDictionary())  # as if none was registered
+    monkeypatch.chdir(ROOT)
+    rows = DeepImageFeaturizer(inputCol="content", outputCol="f", modelName=MODEL).transform(photos).collect()
+    assert len(rows) == 7 and all(len(r.f) == 1280 for r in rows)
+    assert [r.catalog.path for r in registry.registrations(spark)] == [ROOT / "models.yaml"]
 
 
 @pytest.mark.parametrize("transformer,error,message", [

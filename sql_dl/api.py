@@ -18,7 +18,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from . import registry, runtime, sources
-from .catalog import IDENTIFIER, ON_ERROR, InputSpec, ModelSpec, OutputSpec, input_spec
+from .catalog import DEFAULT_BATCH, IDENTIFIER, ON_ERROR, InputSpec, ModelSpec, OutputSpec, input_spec
 from .errors import UsageError
 from .images import to_tensor
 from .tensors import TensorInput, TensorOutput, TensorTask, tensor_udf
@@ -90,7 +90,7 @@ def image_task(spark: SparkSession, name: str, model: Any, preprocessor: Preproc
                                          on_error=options.get("on_error", base.on_error))
     else:
         model_spec = ModelSpec(name=name, onnx=Path(path), sha256=None, source={}, input=spec, labels=label_source,
-                               outputs=outputs, batch_size=options.get("batch_size", 32),
+                               outputs=outputs, batch_size=options.get("batch_size", DEFAULT_BATCH),
                                device=options.get("device", "auto"), precision="fp32",
                                on_error=options.get("on_error", "null"), functions={},
                                catalog_file="register_image_udf")

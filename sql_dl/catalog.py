@@ -25,6 +25,9 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 FUNCTION_KINDS = ("predict", "topk", "featurize")
 RESERVED_FUNCTIONS = {"sql_dl_error"}  # registered by sql-dl itself
 ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the query goes on) or fail the query
+# Rows per ONNX Runtime run: on CPU, 8 beat 32 for both EfficientNet-Lite0 and ResNet50 (make bench, bench/NOTES.md);
+# GPU entries want more (set batch_size: 64-128 there).
+DEFAULT_BATCH = 8
 DEFAULT_FIELDS = ("batch_size", "device", "on_error")  # what `defaults:` may set for every entry
 
 
@@ -315,7 +318,7 @@ def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict)
     return ModelSpec(
         name=name, onnx=e.path("onnx", e.raw["onnx"]), sha256=sha, source=source,
         input=_input_spec(e), labels=labels, outputs=outputs,
-        batch_size=e.positive_int(e.raw, "batch_size", 32),
+        batch_size=e.positive_int(e.raw, "batch_size", DEFAULT_BATCH),
         device=e.choice(e.raw, "device", ("auto", "cpu", "cuda"), "auto"),
         precision=_precision(e),
         on_error=e.choice(e.raw, "on_error", ON_ERROR, "null"),

@@ -25,9 +25,9 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 FUNCTION_KINDS = ("predict", "topk", "featurize")
 RESERVED_FUNCTIONS = {"sql_dl_error"}  # registered by sql-dl itself
 ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the query goes on) or fail the query
-# Rows per ONNX Runtime run: on CPU, 8 beat 32 for both EfficientNet-Lite0 and ResNet50 (make bench, bench/NOTES.md);
-# GPU entries want more (set batch_size: 64-128 there).
-DEFAULT_BATCH = 8
+# Rows per ONNX Runtime run: on CPU, 8 and 32 are within noise of each other in make bench (bench/NOTES.md);
+# 8 halves the ONNX Runtime arena (190 vs 450 MiB for EfficientNet-Lite0); GPU entries want 64-128.
+DEFAULT_BATCH = 32
 DEFAULT_FIELDS = ("batch_size", "device", "on_error")  # what `defaults:` may set for every entry
 
 

@@ -7,7 +7,6 @@ machine running ``auto`` is the normal case and gets no warning.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .catalog import ModelSpec
@@ -50,6 +49,5 @@ def check_devices(specs: list[ModelSpec], conf: dict, local: bool, has_cuda: boo
 
 def spark_facts(spark) -> tuple[dict, bool]:
     """(the GPU-related confs, whether the master is local) of a running session."""
-    conf = {key: spark.sparkContext.getConf().get(key, None) for key in GPU_CONFS}
-    master = spark.sparkContext.master or os.environ.get("MASTER", "")
-    return conf, master.startswith("local")
+    spark_conf = spark.sparkContext.getConf()
+    return {key: spark_conf.get(key, None) for key in GPU_CONFS}, spark.sparkContext.master.startswith("local")

@@ -167,12 +167,16 @@ def get_session(ref: ModelRef):
 
 def run(ref: ModelRef, tensor: np.ndarray, output_names: list) -> list:
     """Run the model on ``tensor`` in chunks of the entry's batch size; concatenated outputs in order."""
-    return run_feeds(ref, {get_session(ref).get_inputs()[0].name: tensor}, output_names)
+    session = get_session(ref)
+    return _run_chunks(ref, session, {session.get_inputs()[0].name: tensor}, output_names)
 
 
 def run_feeds(ref: ModelRef, feeds: dict, output_names: list) -> list:
     """Like :func:`run` for models with several inputs: ``feeds`` maps input name -> batch (same row count)."""
-    session = get_session(ref)
+    return _run_chunks(ref, get_session(ref), feeds, output_names)
+
+
+def _run_chunks(ref: ModelRef, session, feeds: dict, output_names: list) -> list:
     rows = len(next(iter(feeds.values())))
     chunks = [session.run(output_names, {name: value[i:i + ref.batch_size] for name, value in feeds.items()})
               for i in range(0, rows, ref.batch_size)]

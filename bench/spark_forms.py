@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.ml.functions import predict_batch_udf
-from pyspark.sql.functions import pandas_udf, udf
-from pyspark.sql.types import ArrayType, FloatType, StringType
+from pyspark.sql.functions import arrow_udf, pandas_udf, udf
+from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType
 
 from sql_dl import runtime
 from sql_dl.images import image_to_pixels, to_tensor
@@ -51,6 +53,14 @@ def row_udf(task: Task):
         scores = runtime.run(task.ref, tensor, [task.outputs.scores])[0]
         return task.labels[int(scores.argmax())]
     return udf(predict, StringType())
+
+
+def lengths_udf():
+    """The cost of passing images through a Python worker and back, doing nothing with them: an Arrow UDF that
+    returns each image's length (the reference that shows sql-dl's own per-row overhead)."""
+    def lengths(contents: pa.Array) -> pa.Array:
+        return pc.binary_length(contents)
+    return arrow_udf(lengths, IntegerType())
 
 
 def latencies(spark, image: Path, model: str = "efficientnet_lite0", repeats: int = 10) -> dict:

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from ceiling import best_ceiling
+from ceiling import best_ceiling, measure
+from cpu_use import core_ms_per_image, process_cpu
 from corpus import OUT, image_folder
-from spark_forms import decode_udf, latencies, predict_batch_form, row_udf
+from spark_forms import decode_udf, latencies, lengths_udf, predict_batch_form, row_udf
 
 from sql_dl import build_session
 from sql_dl.catalog import ModelSpec, load_catalog
@@ -68,46 +69,69 @@ def preprocess(spec: ModelSpec, files: list[Path]) -> tuple[np.ndarray, float]:
     return np.concatenate(chunks), (time.thread_time() - started) * 1000 / len(files)
 
 
-def timed(spark, queries: dict, images: int, repeats: int) -> dict:
-    """Median images/s of each query. All are warmed up first (Python workers, model loads, the JVM's JIT over
-    full scans), then run round-robin, so drift on this shared machine hits every form alike; each run must
-    answer every image."""
-    for query in queries.values():
-        for _ in range(2):
+def timed(spark, forms: dict, images: int, repeats: int) -> dict:
+    """Median images/s of each form: a SQL query (timed here; it must answer every image) or a callable that
+    measures itself and returns images/s (the ceiling). Queries are warmed up first (Python workers, model
+    loads, the JVM's JIT over full scans), then every form runs round-robin, so drift on this shared machine
+    hits all alike. Each query's CPU is split into the JVM's and the Python workers' (core-ms per image)."""
+    for form, query in forms.items():
+        for _ in range(2 if isinstance(query, str) else 0):
             answered = spark.sql(query).first()[0]
             if answered != images:
                 raise SystemExit(f"{query!r} answered {answered} of {images} images")
-    rates: dict = {form: [] for form in queries}
+    rates: dict = {form: [] for form in forms}
+    cpu: dict = {form: [] for form in forms}
     for _ in range(repeats):
-        for form, query in queries.items():
-            started = time.perf_counter()
-            spark.sql(query).collect()
-            rates[form].append(images / (time.perf_counter() - started))
-    return {form: {"img_s": statistics.median(r), "runs": [round(x, 1) for x in r]} for form, r in rates.items()}
+        for form, query in forms.items():
+            before, started = process_cpu(), time.perf_counter()
+            if isinstance(query, str):
+                spark.sql(query).collect()
+                rates[form].append(images / (time.perf_counter() - started))
+                cpu[form].append(core_ms_per_image(before, process_cpu(), images))
+            else:
+                rates[form].append(query())
+    results = {}
+    for form, runs in rates.items():
+        results[form] = {"img_s": statistics.median(runs), "runs": [round(x, 1) for x in runs]}
+        if cpu[form]:
+            results[form]["core_ms"] = {k: round(statistics.median(c[k] for c in cpu[form]), 2)
+                                        for k in cpu[form][0]}
+    return results
 
 
-def sql_forms(spark, name: str, folder: Path, images: int, repeats: int) -> dict:
-    """(b) sql-dl, (c) predict_batch_udf, (d) row UDF, (e) the image source, for one entry."""
+def sql_forms(spark, name: str, folder: Path, images: int, repeats: int, ceiling) -> dict:
+    """(a) the ceiling's best configuration again, (b) sql-dl, (c) predict_batch_udf, (d) row UDF, (e) the image
+    source, int8, and two reference queries that show what reading the files costs (the JVM alone) and what
+    passing them through a Python worker costs (an Arrow UDF that only measures lengths)."""
     task = spark.sql_dl.tasks[name]
     spark.udf.register(f"pbu_{name}", predict_batch_form(task))
     spark.udf.register(f"decode_{name}", decode_udf(task))
     spark.udf.register(f"row_{name}", row_udf(task))
+    spark.udf.register("bench_lengths", lengths_udf())
     source = f"binaryFile.`{folder}/*.jpg`"
-    queries = {
+    forms = {
+        "a": ceiling,
         "b": f"SELECT count(predict_{name}(content)) FROM {source}",
         "b8": f"SELECT count(predict_{name}_batch8(content)) FROM {source}",
         "c": f"SELECT count(pbu_{name}(decode_{name}(content))) FROM {source}",
         "d": f"SELECT count(row_{name}(content)) FROM {source}",
         "e": f"SELECT count(predict_{name}(image)) FROM image.`{folder}/*.jpg`",
+        "int8": f"SELECT count(predict_{name}_int8(content)) FROM {source}",
+        "read": f"SELECT count(length(content)) FROM {source}",
+        "pass": f"SELECT count(bench_lengths(content)) FROM {source}",
     }
-    queries["int8"] = f"SELECT count(predict_{name}_int8(content)) FROM {source}"
-    return timed(spark, queries, images, repeats)
+    return timed(spark, forms, images, repeats)
 
 
-def agreement(spark, folder: Path, fp32: str, int8: str) -> float:
-    rows = spark.sql(f"SELECT predict_{fp32}(content) = predict_{int8}(content) FROM binaryFile.`{folder}/*.jpg`")
-    same = [r[0] for r in rows.collect()]
-    return sum(same) / len(same)
+def agreement(spark, folder: Path, fp32: str, int8: str) -> dict:
+    """Top-1 agreement of int8 with fp32: over all images, and split by how sure fp32 is (top-1 p > 0.5)."""
+    rows = spark.sql(f"SELECT predict_{fp32}(content) = predict_{int8}(content) AS same, "
+                     f"predict_{fp32}_topk(content, 1)[0].score AS p FROM binaryFile.`{folder}/*.jpg`").collect()
+    sure = [r.same for r in rows if r.p > 0.5]
+    unsure = [r.same for r in rows if r.p <= 0.5]
+    return {"top1_agreement": sum(r.same for r in rows) / len(rows),
+            "fp32_sure": {"images": len(sure), "agreement": sum(sure) / len(sure) if sure else None},
+            "fp32_unsure": {"images": len(unsure), "agreement": sum(unsure) / len(unsure) if unsure else None}}
 
 
 def main() -> None:
@@ -128,9 +152,13 @@ def main() -> None:
         spec = catalog.get(name)
         tensor, decode_ms = preprocess(spec, files)
         print(f"{name}: decode + preprocess {decode_ms:.2f} core-ms/image; searching the ceiling ...", flush=True)
-        result = {"decode_core_ms": decode_ms, "a": best_ceiling(spec, tensor, cores)}
-        result.update(sql_forms(spark, name, folder, len(files), args.repeats))
-        result["int8"]["top1_agreement"] = agreement(spark, folder, name, f"{name}_int8")
+        sweep = best_ceiling(spec, tensor, cores)
+        result = {"decode_core_ms": decode_ms, "ceiling_sweep": sweep}
+        processes, threads, batch = sweep["best"]
+        result.update(sql_forms(spark, name, folder, len(files), args.repeats,
+                                lambda: measure(str(spec.onnx), tensor, processes, threads, batch)))
+        result["a"]["config"] = sweep["config"]
+        result["int8"].update(agreement(spark, folder, name, f"{name}_int8"))
         report["models"][name] = result
     spark.stop()
     print_report(report)
@@ -138,32 +166,56 @@ def main() -> None:
     print(f"\nwritten: {OUT / 'bench.json'}")
 
 
+FORMS = {"a": "(a) ONNX Runtime alone, best config", "b": "(b) sql-dl SQL (binaryFile)",
+         "b8": "(b) with batch_size 8 instead of 32", "c": "(c) predict_batch_udf",
+         "d": "(d) row-at-a-time Python UDF", "e": "(e) sql-dl SQL (image source)", "int8": "sql-dl SQL, int8 model",
+         "read": "reference: read the files only (JVM)", "pass": "reference: files through a no-op Arrow UDF"}
+
+
 def print_report(report: dict) -> None:
-    print(f"\n{report['images']} JPEGs (500x375 / 375x500), {report['cores']} cores, medians")
-    print(f"{'model':20s} {'form':46s} {'img/s':>8s} {'ms/img':>8s}")
-    names = {"a": "(a) ONNX Runtime alone, best config", "b": "(b) sql-dl SQL (binaryFile)",
-             "b8": "(b) with batch_size 8 instead of 32",
-             "c": "(c) predict_batch_udf", "d": "(d) row-at-a-time Python UDF", "e": "(e) sql-dl SQL (image source)",
-             "int8": "sql-dl SQL, int8 model"}
+    print(f"\n{report['images']} JPEGs (500x375 / 375x500), {report['cores']} cores, medians; core-ms: CPU per "
+          f"image in the Spark JVM and in the Python workers")
+    print(f"{'model':18s} {'form':44s} {'img/s':>7s} {'ms/img':>7s} {'JVM':>6s} {'Python':>7s}")
     for model, result in report["models"].items():
-        for form, label in names.items():
-            rate = result[form]["img_s"]
+        for form, label in FORMS.items():
+            rate, cpu = result[form]["img_s"], result[form].get("core_ms", {})
+            split = f"{cpu['jvm']:6.1f} {cpu['python']:7.1f}" if cpu else f"{'':6s} {'':7s}"
             extra = f"  [{result['a']['config']}]" if form == "a" else ""
-            print(f"{model:20s} {label:46s} {rate:8.1f} {1000 / rate:8.1f}{extra}")
-        print(f"{model:20s} {'decode + preprocess, one core':46s} {'':8s} {result['decode_core_ms']:8.2f}")
-        print(f"{model:20s} int8 top-1 agreement with fp32 {result['int8']['top1_agreement']:.1%}, "
-              f"int8/fp32 SQL {result['int8']['img_s'] / result['b']['img_s']:.2f}x")
+            print(f"{model:18s} {label:44s} {rate:7.1f} {1000 / rate:7.1f} {split}{extra}")
+        print(f"{model:18s} {'decode + preprocess, one core':44s} {'':7s} {result['decode_core_ms']:7.2f}")
+        print_int8(model, result)
+        print_budget(model, result, report["cores"])
     latency = report["latency"]
     print(f"first query (model not loaded) {latency['first_s']:.2f} s; warm one-row query median "
           f"{latency['warm_ms']:.0f} ms")
     print("\nratios")
     for model, result in report["models"].items():
-        b = result["b"]["img_s"]
-        print(f"{model:20s} e/b {result['e']['img_s'] / b:.2f}")
+        print(f"{model:18s} e/b {result['e']['img_s'] / result['b']['img_s']:.2f}")
     for model, result in report["models"].items():
         b = result["b"]["img_s"]
-        print(f"{model:20s} b/a {b / result['a']['img_s']:.2f}   b/c {b / result['c']['img_s']:.2f}   "
+        print(f"{model:18s} b/a {b / result['a']['img_s']:.2f}   b/c {b / result['c']['img_s']:.2f}   "
               f"b/d {b / result['d']['img_s']:.2f}")
+
+
+def print_int8(model: str, result: dict) -> None:
+    int8 = result["int8"]
+    sure, unsure = int8["fp32_sure"], int8["fp32_unsure"]
+    split = ", ".join(f"{part['agreement']:.1%} of {part['images']} where fp32's top-1 p {cut}"
+                      for part, cut in ((sure, "> 0.5"), (unsure, "<= 0.5")) if part["images"])
+    print(f"{model:18s} int8 top-1 agreement with fp32 {int8['top1_agreement']:.1%} ({split}); "
+          f"int8/fp32 SQL {int8['img_s'] / result['b']['img_s']:.2f}x")
+
+
+def print_budget(model: str, result: dict, cores: int) -> None:
+    """Where (b)'s CPU goes, against the ceiling: the ceiling spends only inference; SQL also decodes and reads."""
+    cpu = result["b"].get("core_ms")
+    if not cpu:
+        return
+    inference = cores * 1000 / result["a"]["img_s"]
+    decode, read = result["decode_core_ms"], result["read"]["core_ms"]["jvm"]
+    print(f"{model:18s} (b) per image: inference alone {inference:.1f} core-ms (the ceiling's), decode "
+          f"{decode:.1f}, reading files (JVM) {read:.1f}; measured JVM {cpu['jvm']:.1f} + Python {cpu['python']:.1f}"
+          f" -> b/a can be at most {inference / (inference + decode + read):.2f} on these cores")
 
 
 if __name__ == "__main__":

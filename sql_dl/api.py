@@ -90,7 +90,8 @@ def image_task(spark: SparkSession, name: str, model: Any, preprocessor: Preproc
                                          on_error=options.get("on_error", base.on_error))
     else:
         model_spec = ModelSpec(name=name, onnx=Path(path), sha256=None, source={}, input=spec, labels=label_source,
-                               outputs=outputs, batch_size=options.get("batch_size", DEFAULT_BATCH),
+                               outputs=outputs,
+                               batch_size=options.get("batch_size", DEFAULT_BATCH[options.get("device", "auto")]),
                                device=options.get("device", "auto"), precision="fp32",
                                on_error=options.get("on_error", "null"), functions={},
                                catalog_file="register_image_udf")

@@ -27,7 +27,10 @@ RESERVED_FUNCTIONS = {"sql_dl_error"}  # registered by sql-dl itself
 ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the query goes on) or fail the query
 # Rows per ONNX Runtime run: on CPU, 8 and 32 are within noise of each other in make bench (bench/NOTES.md);
 # 8 halves the ONNX Runtime arena (190 vs 450 MiB for EfficientNet-Lite0); GPU entries want 64-128.
-DEFAULT_BATCH = 32
+# Rows per ONNX Runtime call when an entry names none. On CPUs small batches keep each image's activations in the
+# caches (make bench: EfficientNet-Lite0 costs ~1.5 core-ms more per image at 32 than at 1-8, ResNet50 the same
+# within noise) and halve ONNX Runtime's arena; GPUs want large ones to fill the device.
+DEFAULT_BATCH = {"cpu": 8, "auto": 8, "cuda": 32}
 DEFAULT_FIELDS = ("batch_size", "device", "on_error")  # what `defaults:` may set for every entry
 
 
@@ -315,11 +318,12 @@ def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict)
             raise e.fail("labels", "'imagenet' or an existing text file, one label per line", labels)
         labels = str(labels_path)
     outputs = _output_spec(e)
+    device = e.choice(e.raw, "device", ("auto", "cpu", "cuda"), "auto")
     return ModelSpec(
         name=name, onnx=e.path("onnx", e.raw["onnx"]), sha256=sha, source=source,
         input=_input_spec(e), labels=labels, outputs=outputs,
-        batch_size=e.positive_int(e.raw, "batch_size", DEFAULT_BATCH),
-        device=e.choice(e.raw, "device", ("auto", "cpu", "cuda"), "auto"),
+        batch_size=e.positive_int(e.raw, "batch_size", DEFAULT_BATCH[device]),
+        device=device,
         precision=_precision(e),
         on_error=e.choice(e.raw, "on_error", ON_ERROR, "null"),
         functions=_functions(e, name, outputs), catalog_file=file_name,

@@ -52,6 +52,15 @@ def test_function_names_are_configurable_and_can_be_switched_off(tmp_path):
     assert catalog.get("resnet50").functions == {"predict": "classify_photo", "featurize": "featurize_resnet50"}
 
 
+def test_batch_size_defaults_to_8_on_cpu_and_32_on_gpus_unless_set(tmp_path):
+    gpu = GOOD_ENTRY.replace("resnet50:", "resnet50_gpu:") + "    device: cuda\n"
+    sized = GOOD_ENTRY.replace("resnet50:", "resnet50_sized:") + "    batch_size: 16\n"
+    catalog = catalog_with(tmp_path, GOOD_ENTRY + gpu + sized)
+    assert [catalog.get(n).batch_size for n in ("resnet50", "resnet50_gpu", "resnet50_sized")] == [8, 32, 16]
+    catalog = catalog_with(tmp_path, GOOD_ENTRY, header="defaults: {batch_size: 4}\nmodels:\n")
+    assert catalog.get("resnet50").batch_size == 4
+
+
 def test_relative_paths_resolve_against_the_catalog_folder(tmp_path):
     spec = catalog_with(tmp_path, GOOD_ENTRY).get("resnet50")
     assert spec.onnx == (tmp_path / "models" / "resnet50.onnx").resolve()

@@ -54,7 +54,8 @@ def decode_bytes(data: bytes, spec: InputSpec | None = None) -> Image.Image:
             width, height = _needed_size(image.size, spec)
             image.draft("RGB", (2 * width, 2 * height))
         image.load()
-        return to_rgb(ImageOps.exif_transpose(image))
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an already upright image
+        return to_rgb(image)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:

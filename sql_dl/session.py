@@ -64,8 +64,8 @@ def spark_settings(extra: dict | None = None) -> dict:
     log4j = conf_dir() / "log4j2.properties"
     if log4j.is_file():
         java = f"-Dlog4j2.configurationFile={log4j.as_uri()} -Dsql_dl.log.dir={log_dir()}"
-        settings["spark.driver.extraJavaOptions"] = java
-        settings["spark.executor.extraJavaOptions"] = java
+        for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+            settings[key] = f"{settings[key]} {java}" if settings.get(key) else java  # keep the conf file's flags
     settings["spark.pyspark.python"] = sys.executable
     for key, value in (extra or {}).items():
         if key.endswith(("extraJavaOptions", "extraClassPath")) and settings.get(key):

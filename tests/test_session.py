@@ -1,0 +1,20 @@
+"""build_session: conf/spark-defaults.conf, our logging flags and a caller's settings all reach the JVM."""
+from __future__ import annotations
+
+from sql_dl.session import conf_dir, read_spark_defaults, spark_settings
+
+JAVA = "spark.driver.extraJavaOptions"
+
+
+def test_jvm_flags_from_the_conf_file_logging_and_the_caller_are_all_kept():
+    from_file = read_spark_defaults(conf_dir() / "spark-defaults.conf")[JAVA]
+    java = spark_settings({JAVA: "-Dsqldl.example=1"})[JAVA]
+    assert java.startswith(from_file + " ")
+    assert "-Dlog4j2.configurationFile=" in java and java.endswith(" -Dsqldl.example=1")
+
+
+def test_the_running_jvm_got_the_conf_files_jit_thresholds(spark):
+    arguments = list(spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+                     .getInputArguments())
+    assert "-XX:Tier4InvocationThreshold=100000" in arguments
+    assert any(a.startswith("-Dlog4j2.configurationFile=") for a in arguments)

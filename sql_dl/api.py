@@ -89,10 +89,10 @@ def image_task(spark: SparkSession, name: str, model: Any, preprocessor: Preproc
                                          device=options.get("device", base.device),
                                          on_error=options.get("on_error", base.on_error))
     else:
+        device = options.get("device", "auto")
         model_spec = ModelSpec(name=name, onnx=Path(path), sha256=None, source={}, input=spec, labels=label_source,
-                               outputs=outputs,
-                               batch_size=options.get("batch_size", DEFAULT_BATCH[options.get("device", "auto")]),
-                               device=options.get("device", "auto"), precision="fp32",
+                               outputs=outputs, batch_size=options.get("batch_size", DEFAULT_BATCH[device]),
+                               device=device, precision="fp32",
                                on_error=options.get("on_error", "null"), functions={},
                                catalog_file="register_image_udf")
     return registry.prepare_task(spark, model_spec, decoder)[1]

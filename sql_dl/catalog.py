@@ -25,11 +25,9 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 FUNCTION_KINDS = ("predict", "topk", "featurize")
 RESERVED_FUNCTIONS = {"sql_dl_error"}  # registered by sql-dl itself
 ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the query goes on) or fail the query
-# Rows per ONNX Runtime run: on CPU, 8 and 32 are within noise of each other in make bench (bench/NOTES.md);
-# 8 halves the ONNX Runtime arena (190 vs 450 MiB for EfficientNet-Lite0); GPU entries want 64-128.
-# Rows per ONNX Runtime call when an entry names none. On CPUs small batches keep each image's activations in the
-# caches (make bench: EfficientNet-Lite0 costs ~1.5 core-ms more per image at 32 than at 1-8, ResNet50 the same
-# within noise) and halve ONNX Runtime's arena; GPUs want large ones to fill the device.
+# Rows per ONNX Runtime call when an entry names none. On CPUs 8 is never slower than 32 (bench/NOTES.md:
+# EfficientNet-Lite0 ~1.5 core-ms cheaper per image in one session, equal in the next; ResNet50 equal) and halves
+# ONNX Runtime's arena (190 vs 450 MiB for EfficientNet-Lite0); GPUs want large batches to fill the device.
 DEFAULT_BATCH = {"cpu": 8, "auto": 8, "cuda": 32}
 DEFAULT_FIELDS = ("batch_size", "device", "on_error")  # what `defaults:` may set for every entry
 

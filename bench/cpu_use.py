@@ -16,15 +16,26 @@ def _kind(cmdline: list[str]) -> str | None:
     return None
 
 
-def process_cpu() -> dict[tuple[int, str], float]:
-    """{(pid, "jvm"|"python"): CPU seconds (user + system) so far} for every JVM and PySpark worker."""
+def spark_processes() -> dict[int, str]:
+    """{pid: "jvm"|"python"} of every JVM and PySpark daemon/worker process on this machine."""
     found = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             kind = _kind((entry / "cmdline").read_bytes().decode(errors="replace").split("\0"))
-            if kind is not None:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                found[(int(entry.name), kind)] = (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            continue  # the process ended while we read it
+        if kind is not None:
+            found[int(entry.name)] = kind
+    return found
+
+
+def process_cpu() -> dict[tuple[int, str], float]:
+    """{(pid, "jvm"|"python"): CPU seconds (user + system) so far} for every JVM and PySpark worker."""
+    found = {}
+    for pid, kind in spark_processes().items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            found[(pid, kind)] = (int(fields[11]) + int(fields[12])) / TICK
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we read it
     return found

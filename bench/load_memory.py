@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 from corpus import OUT, image_folder
+from cpu_use import spark_processes
 
 from sql_dl import build_session
 
@@ -23,16 +23,14 @@ from sql_dl import build_session
 def python_workers() -> dict[int, int]:
     """pid -> resident KiB of every pyspark daemon/worker process on this machine."""
     found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid, kind in spark_processes().items():
+        if kind != "python":
+            continue
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"pyspark.daemon" not in cmdline and b"pyspark.worker" not in cmdline:
-                continue
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
-            continue
-        rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        found[int(pid)] = rss
+            continue  # the process ended while we read it
+        found[pid] = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
     return found
 
 

@@ -83,8 +83,8 @@ def timed(spark, forms: dict, images: int, repeats: int) -> dict:
     cpu: dict = {form: [] for form in forms}
     for _ in range(repeats):
         for form, query in forms.items():
-            before, started = process_cpu(), time.perf_counter()
             if isinstance(query, str):
+                before, started = process_cpu(), time.perf_counter()
                 spark.sql(query).collect()
                 rates[form].append(images / (time.perf_counter() - started))
                 cpu[form].append(core_ms_per_image(before, process_cpu(), images))

@@ -11,6 +11,7 @@ idle workers exit after about a minute and the next query loads the model again.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -150,6 +151,14 @@ def _warn_once(message: str) -> None:
         logging.getLogger("sql_dl").warning("%s", message)
 
 
+def _freeze_heap() -> None:
+    """Exempt everything alive now (pyspark, pandas, pyarrow, onnxruntime, ... ~100,000 objects) from the
+    cycle collector. PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker, and
+    over that heap each one cost 35-55 ms (measured): ~1.5 core-ms per image for a 32-file task. Frozen
+    objects are still freed by reference counting; only cycles among them are never collected."""
+    gc.freeze()
+
+
 def get_session(ref: ModelRef):
     """The cached ONNX Runtime session for this model in this worker, loading it on first use."""
     threads, provider_list = task_threads(), providers(ref.device)
@@ -159,6 +168,7 @@ def get_session(ref: ModelRef):
         if session is None:
             session = _load(ref, threads, provider_list)
             _sessions[key] = session
+            _freeze_heap()
             while len(_sessions) > CACHE_CAPACITY:
                 _sessions.popitem(last=False)
         _sessions.move_to_end(key)

@@ -18,3 +18,12 @@ def test_the_running_jvm_got_the_conf_files_jit_thresholds(spark):
                      .getInputArguments())
     assert "-XX:Tier4InvocationThreshold=100000" in arguments
     assert any(a.startswith("-Dlog4j2.configurationFile=") for a in arguments)
+
+
+def test_small_image_files_are_packed_about_120_to_a_partition(spark, tmp_path):
+    """conf/spark-defaults.conf's openCostInBytes (1 MB): 256 small files make 3 tasks, not Spark's 8."""
+    for i in range(256):
+        (tmp_path / f"{i:03d}.jpg").write_bytes(bytes([i]) * 50_000)
+    frame = spark.sql(f"SELECT path FROM binaryFile.`{tmp_path}/*.jpg`")
+    assert frame.rdd.getNumPartitions() == 3
+    assert frame.count() == 256

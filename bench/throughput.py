@@ -1,7 +1,12 @@
 """`make bench`: sql-dl's SQL path against the ONNX Runtime ceiling, Spark's predict_batch_udf and a row-at-a-time
-Python UDF, on the same 256 real-size JPEGs, the same models and the same cores, in one run.
+Python UDF, on the same real-size JPEGs, the same models and the same cores, in one run.
 
-    .venv/bin/python bench/throughput.py [--images 256] [--repeats 3] [--models efficientnet_lite0,resnet50]
+    .venv/bin/python bench/throughput.py [--images N] [--repeats 3] [--models efficientnet_lite0,resnet50]
+
+Each model gets enough images that one query runs ~8-13 s (IMAGES: EfficientNet-Lite0 1024, ResNet50 256;
+``--images`` sets one count for all): Spark's fixed cost per query (~0.25 s of planning and task launch, which
+the ceiling never pays) is then a few percent of it. The first 256 of them are also queried alone
+("b256", the same images as a 256-file run), to show that fixed cost.
 
 (a) ONNX Runtime alone on pre-decoded, preprocessed tensors, best of processes x threads x batch size;
 (b) sql-dl: SELECT count(predict_NAME(content)) FROM binaryFile; (c) the same model through
@@ -32,6 +37,8 @@ from sql_dl.catalog import ModelSpec, load_catalog
 from sql_dl.images import image_to_pixels, to_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
+IMAGES = {"efficientnet_lite0": 1024, "resnet50": 256}
+SMALL = 256  # the issue's image count: the b256 row
 
 
 def bench_catalog() -> Path:
@@ -44,8 +51,6 @@ def bench_catalog() -> Path:
     entries["resnet50"]["onnx"] = str(OUT / "models" / "resnet50.onnx")
     entries["resnet50_int8"] = {**entries["resnet50"], "onnx": str(OUT / "models" / "resnet50.int8.onnx"),
                                 "precision": "int8"}
-    for name in ("efficientnet_lite0", "resnet50"):  # the batch-size lever: same file, 32 rows per run
-        entries[f"{name}_batch32"] = {**entries[name], "batch_size": 32}
     path = OUT / "bench.yaml"
     OUT.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump({"version": 1, "models": entries}, sort_keys=False))
@@ -61,35 +66,43 @@ def bench_catalog() -> Path:
 
 def preprocess(spec: ModelSpec, files: list[Path]) -> tuple[np.ndarray, float]:
     """All images as the model's input tensor, and the decode + preprocess cost in core-ms per image, measured
-    as the UDF does it (bytes already in memory, the entry's batch size at a time)."""
+    as the UDF does it (bytes already in memory, the entry's batch size at a time, each chunk's arrays freed
+    and their memory reused). Copying into the kept tensor is not timed: its first-touch page faults, which the
+    UDF never pays, made this figure 1.0-1.5 core-ms too high. The median chunk, since on this shared VM a
+    burst of host steal is charged to whichever thread was running."""
     data, rows = [f.read_bytes() for f in files], spec.batch_size
-    started, chunks = time.thread_time(), []  # this thread only: not the py4j threads beside it
+    kept, costs = None, []
     for i in range(0, len(data), rows):
-        chunks.append(to_tensor(np.stack([image_to_pixels(d, spec.input) for d in data[i:i + rows]]), spec.input))
-    return np.concatenate(chunks), (time.thread_time() - started) * 1000 / len(files)
+        started = time.thread_time()  # this thread only: not the py4j threads beside it
+        chunk = to_tensor(np.stack([image_to_pixels(d, spec.input) for d in data[i:i + rows]]), spec.input)
+        costs.append((time.thread_time() - started) * 1000 / len(chunk))
+        if kept is None:
+            kept = np.empty((len(data),) + chunk.shape[1:], chunk.dtype)
+        kept[i:i + len(chunk)] = chunk
+    return kept, statistics.median(costs)
 
 
-def timed(spark, forms: dict, images: int, repeats: int) -> dict:
-    """Median images/s of each form: a SQL query (timed here; it must answer every image) or a callable that
-    measures itself and returns images/s (the ceiling). Queries are warmed up first (Python workers, model
-    loads, the JVM's JIT over full scans), then every form runs round-robin, so drift on this shared machine
-    hits all alike. Each query's CPU is split into the JVM's and the Python workers' (core-ms per image)."""
+def timed(spark, forms: dict, repeats: int) -> dict:
+    """Median images/s of each form: a (SQL query, images it must answer), timed here, or a callable that measures
+    itself and returns images/s (the ceiling). Queries are warmed up first (Python workers, model loads, the
+    JVM's JIT over a full scan), then every form runs round-robin, so drift on this shared machine hits all
+    alike. Each query's CPU is split into the JVM's and the Python workers' (core-ms per image)."""
     for form, query in forms.items():
-        for _ in range(2 if isinstance(query, str) else 0):
-            answered = spark.sql(query).first()[0]
-            if answered != images:
-                raise SystemExit(f"{query!r} answered {answered} of {images} images")
+        if not callable(query):
+            answered = spark.sql(query[0]).first()[0]
+            if answered != query[1]:
+                raise SystemExit(f"{query[0]!r} answered {answered} of {query[1]} images")
     rates: dict = {form: [] for form in forms}
     cpu: dict = {form: [] for form in forms}
     for _ in range(repeats):
         for form, query in forms.items():
-            if isinstance(query, str):
-                before, started = process_cpu(), time.perf_counter()
-                spark.sql(query).collect()
-                rates[form].append(images / (time.perf_counter() - started))
-                cpu[form].append(core_ms_per_image(before, process_cpu(), images))
-            else:
+            if callable(query):
                 rates[form].append(query())
+                continue
+            (sql, images), before, started = query, process_cpu(), time.perf_counter()
+            spark.sql(sql).collect()
+            rates[form].append(images / (time.perf_counter() - started))
+            cpu[form].append(core_ms_per_image(before, process_cpu(), images))
     results = {}
     for form, runs in rates.items():
         results[form] = {"img_s": statistics.median(runs), "runs": [round(x, 1) for x in runs]}
@@ -111,16 +124,18 @@ def sql_forms(spark, name: str, folder: Path, images: int, repeats: int, ceiling
     source = f"binaryFile.`{folder}/*.jpg`"
     forms = {
         "a": ceiling,
-        "b": f"SELECT count(predict_{name}(content)) FROM {source}",
-        "b32": f"SELECT count(predict_{name}_batch32(content)) FROM {source}",
-        "c": f"SELECT count(pbu_{name}(decode_{name}(content))) FROM {source}",
-        "d": f"SELECT count(row_{name}(content)) FROM {source}",
-        "e": f"SELECT count(predict_{name}(image)) FROM image.`{folder}/*.jpg`",
-        "int8": f"SELECT count(predict_{name}_int8(content)) FROM {source}",
-        "read": f"SELECT count(length(content)) FROM {source}",
-        "pass": f"SELECT count(bench_lengths(content)) FROM {source}",
+        "b": (f"SELECT count(predict_{name}(content)) FROM {source}", images),
+        "c": (f"SELECT count(pbu_{name}(decode_{name}(content))) FROM {source}", images),
+        "d": (f"SELECT count(row_{name}(content)) FROM {source}", images),
+        "e": (f"SELECT count(predict_{name}(image)) FROM image.`{folder}/*.jpg`", images),
+        "int8": (f"SELECT count(predict_{name}_int8(content)) FROM {source}", images),
+        "read": (f"SELECT count(length(content)) FROM {source}", images),
+        "pass": (f"SELECT count(bench_lengths(content)) FROM {source}", images),
     }
-    return timed(spark, forms, images, repeats)
+    if images > SMALL:  # the corpus is deterministic: these are the first SMALL files of the folder
+        forms["b256"] = (f"SELECT count(predict_{name}(content)) FROM binaryFile.`{image_folder(SMALL)[0]}/*.jpg`",
+                         SMALL)
+    return timed(spark, forms, repeats)
 
 
 def agreement(spark, folder: Path, fp32: str, int8: str) -> dict:
@@ -136,27 +151,29 @@ def agreement(spark, folder: Path, fp32: str, int8: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, help="one image count for every model (default: IMAGES)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="efficientnet_lite0,resnet50")
     args = parser.parse_args()
-    models = args.models.split(",")
-    folder, _ = image_folder(args.images)
-    files = sorted(folder.glob("*.jpg"))
     catalog_path = bench_catalog()
     catalog = load_catalog(catalog_path)
     cores = os.cpu_count() or 1
     spark = build_session(master=f"local[{cores}]", catalog=catalog_path)
-    report: dict = {"images": len(files), "cores": cores, "latency": latencies(spark, files[0]), "models": {}}
-    for name in models:
-        spec = catalog.get(name)
+    first = sorted(image_folder(SMALL)[0].glob("*.jpg"))[0]
+    report: dict = {"cores": cores, "latency": latencies(spark, first), "models": {}}
+    for name in args.models.split(","):
+        spec, images = catalog.get(name), args.images or IMAGES.get(name, SMALL)
+        folder, _ = image_folder(images)
+        files = sorted(folder.glob("*.jpg"))
         tensor, decode_ms = preprocess(spec, files)
-        print(f"{name}: decode + preprocess {decode_ms:.2f} core-ms/image; searching the ceiling ...", flush=True)
+        print(f"{name}: {len(files)} images; decode + preprocess {decode_ms:.2f} core-ms/image; searching the "
+              "ceiling ...", flush=True)
         sweep = best_ceiling(spec, tensor, cores)
-        result = {"decode_core_ms": decode_ms, "ceiling_sweep": sweep}
+        result = {"images": len(files), "decode_core_ms": decode_ms, "ceiling_sweep": sweep}
         processes, threads, batch = sweep["best"]
         result.update(sql_forms(spark, name, folder, len(files), args.repeats,
                                 lambda: measure(str(spec.onnx), tensor, processes, threads, batch)))
+        del tensor
         result["a"]["config"] = sweep["config"]
         result["int8"].update(agreement(spark, folder, name, f"{name}_int8"))
         report["models"][name] = result
@@ -167,17 +184,20 @@ def main() -> None:
 
 
 FORMS = {"a": "(a) ONNX Runtime alone, best config", "b": "(b) sql-dl SQL (binaryFile)",
-         "b32": "(b) with batch_size 32 instead of 8", "c": "(c) predict_batch_udf",
+         "b256": f"(b) over the first {SMALL} files alone", "c": "(c) predict_batch_udf",
          "d": "(d) row-at-a-time Python UDF", "e": "(e) sql-dl SQL (image source)", "int8": "sql-dl SQL, int8 model",
          "read": "reference: read the files only (JVM)", "pass": "reference: files through a no-op Arrow UDF"}
 
 
 def print_report(report: dict) -> None:
-    print(f"\n{report['images']} JPEGs (500x375 / 375x500), {report['cores']} cores, medians; core-ms: CPU per "
-          f"image in the Spark JVM and in the Python workers")
+    print(f"\nreal-size JPEGs (500x375 / 375x500), {report['cores']} cores, medians; core-ms: CPU per image in the "
+          f"Spark JVM and in the Python workers")
     print(f"{'model':18s} {'form':44s} {'img/s':>7s} {'ms/img':>7s} {'JVM':>6s} {'Python':>7s}")
     for model, result in report["models"].items():
+        print(f"{model:18s} {result['images']} images")
         for form, label in FORMS.items():
+            if form not in result:
+                continue
             rate, cpu = result[form]["img_s"], result[form].get("core_ms", {})
             split = f"{cpu['jvm']:6.1f} {cpu['python']:7.1f}" if cpu else f"{'':6s} {'':7s}"
             extra = f"  [{result['a']['config']}]" if form == "a" else ""
@@ -193,8 +213,10 @@ def print_report(report: dict) -> None:
         print(f"{model:18s} e/b {result['e']['img_s'] / result['b']['img_s']:.2f}")
     for model, result in report["models"].items():
         b = result["b"]["img_s"]
+        small = f"   ({SMALL} files alone: b/a {result['b256']['img_s'] / result['a']['img_s']:.2f})" \
+            if "b256" in result else ""
         print(f"{model:18s} b/a {b / result['a']['img_s']:.2f}   b/c {b / result['c']['img_s']:.2f}   "
-              f"b/d {b / result['d']['img_s']:.2f}")
+              f"b/d {b / result['d']['img_s']:.2f}   over {result['images']} images{small}")
 
 
 def print_int8(model: str, result: dict) -> None:

@@ -118,8 +118,9 @@ def timed(spark, forms: dict, repeats: int) -> dict:
 
 def sql_forms(spark, name: str, folder: Path, images: int, repeats: int, ceiling, decode) -> dict:
     """(a) the ceiling's best configuration again, (b) sql-dl, (c) predict_batch_udf, (d) row UDF, (e) the image
-    source, int8, decoding alone on one core (as img/s), and two reference queries that show what reading the files costs (the JVM alone) and what
-    passing them through a Python worker costs (an Arrow UDF that only measures lengths)."""
+    source, int8, decoding alone on one core (as img/s), and two reference queries that show what reading the
+    files costs (the JVM alone) and what passing them through a Python worker costs (an Arrow UDF that only
+    measures lengths)."""
     task = spark.sql_dl.tasks[name]
     spark.udf.register(f"pbu_{name}", predict_batch_form(task))
     spark.udf.register(f"decode_{name}", decode_udf(task))
@@ -138,8 +139,8 @@ def sql_forms(spark, name: str, folder: Path, images: int, repeats: int, ceiling
         "pass": (f"SELECT count(bench_lengths(content)) FROM {source}", images),
     }
     if images > SMALL:  # the corpus is deterministic: these are the first SMALL files of the folder
-        forms["b256"] = (f"SELECT count(predict_{name}(content)) FROM binaryFile.`{image_folder(SMALL)[0]}/*.jpg`",
-                         SMALL)
+        small = f"binaryFile.`{image_folder(SMALL)[0]}/*.jpg`"
+        forms["b256"] = (f"SELECT count(predict_{name}(content)) FROM {small}", SMALL)
     return timed(spark, forms, repeats)
 
 

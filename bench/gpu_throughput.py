@@ -68,8 +68,8 @@ def main() -> None:
         tensor, decode_ms = preprocess(spec, files)
         result = {"a": cuda_ceiling(str(spec.onnx), tensor), "decode_core_ms": decode_ms,
                   "decode_bound_img_s": cores * 1000 / decode_ms,
-                  **timed(spark, {"b": f"SELECT count(predict_{name}(content)) FROM binaryFile.`{folder}/*.jpg`"},
-                          len(files), args.repeats)}
+                  **timed(spark, {"b": (f"SELECT count(predict_{name}(content)) FROM binaryFile.`{folder}/*.jpg`",
+                                        len(files))}, args.repeats)}
         report["models"][name] = result
         print(f"{name:20s} (a) CUDA alone {result['a']['img_s']:8.1f} img/s [{result['a']['config']}]   "
               f"(b) SQL {result['b']['img_s']:8.1f} img/s   decode-bound {result['decode_bound_img_s']:8.1f} img/s"

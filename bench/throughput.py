@@ -3,7 +3,7 @@ Python UDF, on the same real-size JPEGs, the same models and the same cores, in 
 
     .venv/bin/python bench/throughput.py [--images N] [--repeats 3] [--models efficientnet_lite0,resnet50]
 
-Each model gets enough images that one query runs ~8-13 s (IMAGES: EfficientNet-Lite0 1024, ResNet50 256;
+Each model gets enough images that one query runs ~8-10 s (IMAGES: EfficientNet-Lite0 1024, ResNet50 256;
 ``--images`` sets one count for all): Spark's fixed cost per query (~0.25 s of planning and task launch, which
 the ceiling never pays) is then a few percent of it. The first 256 of them are also queried alone
 ("b256", the same images as a 256-file run), to show that fixed cost.

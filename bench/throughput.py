@@ -66,24 +66,28 @@ def bench_catalog() -> Path:
 
 def preprocess(spec: ModelSpec, files: list[Path]) -> tuple[np.ndarray, float]:
     """All images as the model's input tensor, and :func:`decode_cost` over the first SMALL of them."""
-    data, rows = [f.read_bytes() for f in files], spec.batch_size
-    tensor = np.concatenate([to_tensor(np.stack([image_to_pixels(d, spec.input) for d in data[i:i + rows]]),
-                                       spec.input) for i in range(0, len(data), rows)])
-    return tensor, decode_cost(spec, data[:SMALL])
+    data = [f.read_bytes() for f in files]
+    return np.concatenate(list(_chunks(spec, data))), decode_cost(spec, data[:SMALL])
+
+
+def _chunks(spec: ModelSpec, data: list[bytes]):
+    """The model's input tensor, the entry's batch size of images at a time, as the UDF makes it."""
+    for i in range(0, len(data), spec.batch_size):
+        yield to_tensor(np.stack([image_to_pixels(d, spec.input) for d in data[i:i + spec.batch_size]]), spec.input)
 
 
 def decode_cost(spec: ModelSpec, data: list[bytes]) -> float:
-    """Decode + preprocess in core-ms per image, as the UDF does it: bytes in memory, the entry's batch size at
-    a time, each chunk's arrays freed and their memory reused (keeping them timed the first-touch page faults of
-    fresh memory too, ~0.3 core-ms). The median chunk, since on this shared VM a burst of host steal is charged
-    to whichever thread was running; this thread only, not the py4j threads beside it."""
-    costs = []
-    for i in range(0, len(data), spec.batch_size):
+    """Decode + preprocess in core-ms per image, as the UDF does it: bytes in memory, a chunk at a time, each
+    chunk's arrays freed and their memory reused (keeping them also timed the first-touch page faults of fresh
+    memory, ~0.3 core-ms). The median chunk, since on this shared VM a burst of host steal is charged to
+    whichever thread was running; this thread only, not the py4j threads beside it."""
+    costs, chunks = [], _chunks(spec, data)
+    while True:
         started = time.thread_time()
-        chunk = to_tensor(np.stack([image_to_pixels(d, spec.input) for d in data[i:i + spec.batch_size]]),
-                          spec.input)
+        chunk = next(chunks, None)
+        if chunk is None:
+            return statistics.median(costs)
         costs.append((time.thread_time() - started) * 1000 / len(chunk))
-    return statistics.median(costs)
 
 
 def timed(spark, forms: dict, repeats: int) -> dict:

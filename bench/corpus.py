@@ -10,8 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from sql_dl.awkward import broken
-from sql_dl.photos import photo_jpeg, sample_photos
+from sql_dl.samples.awkward import broken
+from sql_dl.samples.photos import photo_jpeg, sample_photos
 
 OUT = Path(__file__).resolve().parent.parent / "bench-out"
 

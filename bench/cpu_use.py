@@ -30,7 +30,7 @@ def spark_processes() -> dict[int, str]:
 
 
 def process_cpu() -> dict[tuple[int, str], float]:
-    """{(pid, "jvm"|"python"): CPU seconds (user + system) so far} for every JVM and PySpark worker."""
+    """{(pid, "jvm"|"python"): CPU seconds (user + system) since it started} for every JVM and PySpark worker."""
     found = {}
     for pid, kind in spark_processes().items():
         try:

@@ -20,7 +20,7 @@ from throughput import bench_catalog, preprocess, timed
 
 from sql_dl import build_session
 from sql_dl.catalog import load_catalog
-from sql_dl.devices import cuda_provider
+from sql_dl.registry.devices import cuda_provider
 
 
 def cuda_ceiling(path: str, tensor, batches=(8, 32, 64, 128)) -> dict:

@@ -17,7 +17,7 @@ from corpus import image_folder
 from throughput import bench_catalog, preprocess
 
 from sql_dl.catalog import load_catalog
-from sql_dl.precision import calibration_tensors, depthwise_and_end_nodes, quantize_int8
+from sql_dl.build.precision import calibration_tensors, depthwise_and_end_nodes, quantize_int8
 
 VARIANTS = {
     "minmax u8s8 (ORT defaults)": {"reduce_range": False},

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pyhive import hive
 
-from sql_dl.photos import make_photo_dir
-from sql_dl.server import ServeOptions, start, stop
+from sql_dl.samples.photos import make_photo_dir
+from sql_dl.cli.server import ServeOptions, start, stop
 
 ONE_ROW = "SELECT predict_efficientnet_lite0(content) FROM photos WHERE path LIKE '%/coffee.jpg'"
 

@@ -15,9 +15,9 @@ from pyspark.ml.functions import predict_batch_udf
 from pyspark.sql.functions import arrow_udf, pandas_udf, udf
 from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType
 
-from sql_dl import runtime
-from sql_dl.images import image_to_pixels, to_tensor
-from sql_dl.udfs import Task
+from sql_dl.executor import runtime
+from sql_dl.executor.images import image_to_pixels, to_tensor
+from sql_dl.executor.udfs import Task
 
 
 def decode_udf(task: Task):
@@ -38,7 +38,7 @@ def predict_batch_form(task: Task):
         name, labels = session.get_inputs()[0].name, np.array(task.labels, dtype=object)
 
         def predict(images: np.ndarray) -> np.ndarray:
-            return labels[session.run([task.outputs.scores], {name: images})[0].argmax(axis=1)]
+            return labels[session.run([task.outputs.get("scores")], {name: images})[0].argmax(axis=1)]
         return predict
 
     height, width = task.input.size
@@ -50,7 +50,7 @@ def row_udf(task: Task):
     """One image per call: decode, run a batch of one, top-1 label (the model cached per worker)."""
     def predict(content):  # no type hints: Spark 4 would read them as a request for an Arrow UDF
         tensor = to_tensor(image_to_pixels(content, task.input)[None], task.input)
-        scores = runtime.run(task.ref, tensor, [task.outputs.scores])[0]
+        scores = runtime.run(task.ref, tensor, [task.outputs.get("scores")])[0]
         return task.labels[int(scores.argmax())]
     return udf(predict, StringType())
 

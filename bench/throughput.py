@@ -33,12 +33,13 @@ from corpus import OUT, image_folder
 from spark_forms import decode_udf, latencies, lengths_udf, predict_batch_form, row_udf
 
 from sql_dl import build_session
-from sql_dl.catalog import ModelSpec, load_catalog
-from sql_dl.images import image_to_pixels, to_tensor
+from sql_dl.catalog import load_catalog
+from sql_dl.specs import ModelSpec
+from sql_dl.executor.images import image_to_pixels, to_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = {"efficientnet_lite0": 1024, "resnet50": 256}
-SMALL = 256  # the image count: the b256 row
+SMALL = 256  # the image count of the b256 row
 
 
 def bench_catalog() -> Path:
@@ -57,7 +58,7 @@ def bench_catalog() -> Path:
     catalog = load_catalog(path)
     for name in ("resnet50", "resnet50_int8"):
         if not catalog.get(name).available:
-            from sql_dl.export import export_onnx
+            from sql_dl.build.export import export_onnx
 
             print(f"exporting {name} (random weights) ...", flush=True)
             export_onnx(catalog.get(name), weights="random")

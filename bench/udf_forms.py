@@ -21,8 +21,8 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import StringType
 
 from sql_dl import build_session
-from sql_dl.photos import make_photo_dir
-from sql_dl.udfs import predict_batch
+from sql_dl.samples.photos import make_photo_dir
+from sql_dl.executor.kinds import predict_batch
 
 
 def pandas_form(task):

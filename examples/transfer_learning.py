@@ -11,7 +11,7 @@
 5. register a model as a SQL function (register_image_udf; the PyTorch EfficientNet-Lite0 when the export
    extra is installed, as the chapter registers Keras' InceptionV3, else its ONNX file) and query it in SQL.
 
-The data are scikit-learn's bundled handwritten digits (sql_dl.digits), so nothing is downloaded. The last
+The data are scikit-learn's bundled handwritten digits (sql_dl.samples.digits), so nothing is downloaded. The last
 line printed is a JSON summary of the figures (tests/test_examples.py reads it).
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sql_dl import DeepImageFeaturizer, DeepImagePredictor, build_session, load_catalog, register_image_udf
-from sql_dl.digits import write_digit_folders
-from sql_dl.photos import make_photo_dir
+from sql_dl.samples.digits import write_digit_folders
+from sql_dl.samples.photos import make_photo_dir
 
 MODEL = "efficientnet_lite0"
 CATALOG = Path(__file__).resolve().parent.parent / "models.yaml"  # the checkout's catalog
@@ -65,7 +65,7 @@ def register_model(spark: SparkSession) -> str:
     """5. Register a model as a SQL function; returns what was registered."""
     spec = load_catalog(CATALOG).get(MODEL)
     try:
-        from sql_dl.export import build_torch_model
+        from sql_dl.build.export import build_torch_model
 
         model, kind = build_torch_model(spec, "pretrained"), "torch.nn.Module"
     except Exception:  # noqa: BLE001 - no export extra (torch): the ONNX file does the same

@@ -11,100 +11,26 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import CatalogError
+from .executor.kinds import DEFAULT_KINDS, KINDS, ROLES
+from .specs import Catalog, InputSpec, ModelSpec, OutputSpec
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-FUNCTION_KINDS = ("predict", "topk", "featurize")
-RESERVED_FUNCTIONS = {"sql_dl_error"}  # registered by sql-dl itself
+ENTRY_KINDS = tuple(name for name, kind in KINDS.items() if kind.per_entry)  # keys of functions:
+RESERVED_FUNCTIONS = {kind.sql_name for kind in KINDS.values() if not kind.per_entry}  # sql-dl's own
 ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the query goes on) or fail the query
 # Rows per ONNX Runtime call when an entry names none. On CPUs 8 is never slower than 32 (bench/NOTES.md:
-# EfficientNet-Lite0 ~1.5 core-ms cheaper per image in one session, equal in the next; ResNet50 equal) and halves
+# EfficientNet-Lite0 0 to 1.5 core-ms cheaper per image across repeated runs; ResNet50 equal) and halves
 # ONNX Runtime's arena (190 vs 450 MiB for EfficientNet-Lite0); GPUs want large batches to fill the device.
 DEFAULT_BATCH = {"cpu": 8, "auto": 8, "cuda": 32}
 DEFAULT_FIELDS = ("batch_size", "device", "on_error")  # what `defaults:` may set for every entry
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How an image becomes the model's input tensor; data, not code."""
-
-    size: tuple[int, int]  # (height, width) fed to the model
-    resize: int | None  # shorter side resized to this, keeping aspect; None = stretch to size
-    crop: str  # "center" | "none"
-    interpolation: str
-    color: str  # channel order the model expects: "rgb" | "bgr"
-    scale: float  # pixel values are multiplied by this first ...
-    mean: tuple[float, float, float]  # ... then (x - mean) / std per channel
-    std: tuple[float, float, float]
-    layout: str  # "nchw" | "nhwc"
-    dtype: str  # "float32" | "uint8" (uint8 feeds raw pixels, no normalisation)
-    decoder: str | None = None  # "/abs/path/udfs/module.py:function", a hook that turns bytes into pixels
-
-    def describe(self) -> str:
-        """One line for docs, the CLI and DESCRIBE FUNCTION."""
-        h, w = self.size
-        resize = "stretch" if self.resize is None else f"shorter side {self.resize}"
-        norm = "raw uint8" if self.dtype == "uint8" else (
-            f"x*{self.scale:g}, mean {list(self.mean)}, std {list(self.std)}")
-        return (f"{h}x{w} {self.color.upper()} {self.layout.upper()} {self.dtype}; resize {resize} "
-                f"({self.interpolation}), crop {self.crop}; {norm}")
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """Which ONNX outputs hold class scores and pooled features."""
-
-    scores: str | None
-    scores_are: str  # "logits" (softmax applied) | "probabilities"
-    features: str | None
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One validated catalog entry."""
-
-    name: str
-    onnx: Path  # absolute
-    sha256: str | None
-    source: dict = field(compare=False)  # how the ONNX file is produced (exporter, arch, weights)
-    input: InputSpec
-    labels: str  # "imagenet" or an absolute path to a text file, one label per line
-    outputs: OutputSpec
-    batch_size: int
-    device: str  # "auto" | "cpu" | "cuda"
-    precision: str  # "fp32" | "int8" | "fp16": what the ONNX file holds (export converts to it)
-    on_error: str  # "null" | "fail": what a row whose image cannot be decoded does
-    functions: dict = field(compare=False)  # kind (predict|topk|featurize) -> SQL function name
-    catalog_file: str
-
-    @property
-    def available(self) -> bool:
-        return self.onnx.is_file()
-
-    def where(self) -> str:
-        return f"{self.catalog_file}: entry '{self.name}'"
-
-
-@dataclass(frozen=True)
-class Catalog:
-    path: Path
-    models: dict
-
-    def get(self, name: str) -> ModelSpec:
-        if name not in self.models:
-            raise CatalogError(f"{self.path.name}: no model named {name!r}. Available: {sorted(self.models)}")
-        return self.models[name]
-
-    def __iter__(self):
-        return iter(self.models.values())
 
 
 # --------------------------------------------------------------------------- YAML
@@ -254,40 +180,43 @@ def input_spec(raw: Any, where: str, base: Path | None = None) -> InputSpec:
 
 def _output_spec(e: _Entry) -> OutputSpec:
     raw = e.raw.get("outputs", {})
+    roles = " and/or ".join(repr(role) for role in ROLES)
     if not isinstance(raw, dict):
-        raise e.fail("outputs", "a mapping with 'scores' and/or 'features'", raw)
-    e.check_known(raw, ("scores", "scores_are", "features"), "outputs.")
+        raise e.fail("outputs", f"a mapping with {roles}", raw)
+    e.check_known(raw, (*ROLES, "scores_are"), "outputs.")
     names = {}
-    for key in ("scores", "features"):
-        value = raw.get(key)
+    for role in ROLES:
+        value = raw.get(role)
         if value is not None and (not isinstance(value, str) or not value):
-            raise e.fail("outputs." + key, "the name of an ONNX output", value)
-        names[key] = value
-    if names["scores"] is None and names["features"] is None:
-        raise CatalogError(f"{e.where}: outputs must name at least one of 'scores' or 'features' "
+            raise e.fail("outputs." + role, "the name of an ONNX output", value)
+        names[role] = value
+    if not any(names.values()):
+        raise CatalogError(f"{e.where}: outputs must name at least one of {roles.replace('and/', '')} "
                            "(the ONNX output names, e.g. scores: logits)")
-    return OutputSpec(names["scores"], e.choice(raw, "scores_are", ("logits", "probabilities"), "logits",
-                                                 "outputs."), names["features"])
+    scores_are = e.choice(raw, "scores_are", ("logits", "probabilities"), "logits", "outputs.")
+    return OutputSpec.of(scores_are, **names)
 
 
 def _functions(e: _Entry, name: str, outputs: OutputSpec) -> dict:
+    """kind -> SQL name: the default kinds whose outputs the entry has, plus any named in functions:."""
     raw = e.raw.get("functions", {})
     if not isinstance(raw, dict):
-        raise e.fail("functions", "a mapping of predict/topk/featurize to SQL names", raw)
-    e.check_known(raw, FUNCTION_KINDS, "functions.")
-    defaults = {"predict": f"predict_{name}", "topk": f"predict_{name}_topk", "featurize": f"featurize_{name}"}
-    needs = {"predict": outputs.scores, "topk": outputs.scores, "featurize": outputs.features}
+        raise e.fail("functions", f"a mapping of {'/'.join(ENTRY_KINDS)} to SQL names", raw)
+    e.check_known(raw, ENTRY_KINDS, "functions.")
     functions = {}
-    for kind in FUNCTION_KINDS:
-        value = raw.get(kind, defaults[kind] if needs[kind] else None)
+    for kind_name in ENTRY_KINDS:
+        kind = KINDS[kind_name]
+        has_outputs = all(outputs.get(role) for role in kind.needs)
+        default = kind.sql_name.format(model=name) if has_outputs and kind_name in DEFAULT_KINDS else None
+        value = raw.get(kind_name, default)
         if value is None or value is False:
             continue
         if not isinstance(value, str) or not IDENTIFIER.match(value):
-            raise e.fail("functions." + kind, "a SQL identifier (letters, digits, _) or null", value)
-        if not needs[kind]:
-            output = "features" if kind == "featurize" else "scores"
-            raise CatalogError(f"{e.where}: functions.{kind} needs outputs.{output} to name an ONNX output")
-        functions[kind] = value.lower()  # Spark function names are case-insensitive
+            raise e.fail("functions." + kind_name, "a SQL identifier (letters, digits, _) or null", value)
+        if not has_outputs:
+            missing = next(role for role in kind.needs if not outputs.get(role))
+            raise CatalogError(f"{e.where}: functions.{kind_name} needs outputs.{missing} to name an ONNX output")
+        functions[kind_name] = value.lower()  # Spark function names are case-insensitive
     return functions
 
 
@@ -390,7 +319,6 @@ def load_catalog(path: str | Path = "models.yaml", allowed_dirs: list[Path] | No
     if allowed:
         _check_allowed(models, allowed)
     return Catalog(path=path, models=models)
-
 
 
 __all__: list[str] = ["Catalog", "InputSpec", "ModelSpec", "OutputSpec", "load_catalog"]

@@ -30,6 +30,16 @@ class ImageDecodeError(SqlDlError, ValueError):
     """One row's image could not be decoded; the row becomes NULL by default."""
 
 
+def first_line(exc: BaseException, typed: bool = False) -> str:
+    """The first line of ``exc``'s message (at most 300 characters), prefixed by its type when ``typed``:
+    for errors raised by other libraries, whose messages run to dumps of many lines."""
+    text = str(exc).strip()
+    line = text.splitlines()[0][:300] if text else ""
+    if not line:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {line}" if typed else line
+
+
 def one_line(exc: BaseException) -> str:
     """The one line a user should see for ``exc``: ours as they are, Spark's without JVM or Python traces.
 
@@ -44,6 +54,5 @@ def one_line(exc: BaseException) -> str:
         errors = [ln for ln in lines if ln.split(":")[0].rsplit(".", 1)[-1].endswith(("Error", "Exception"))]
         text = errors[-1] if errors else lines[-1]
         return text.split(": ", 1)[1] if text.split(":")[0].startswith("sql_dl.") else text
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    first = first.replace("[USER_RAISED_EXCEPTION] ", "")
+    first = first_line(exc).replace("[USER_RAISED_EXCEPTION] ", "")
     return first.split(" SQLSTATE:")[0].rstrip(" ;")

@@ -1,7 +1,7 @@
-"""Build a SparkSession configured from ``conf/`` with the catalog registered.
+"""Build a SparkSession configured from sql-dl's Spark settings with the catalog registered.
 
-Settings come from ``conf/spark-defaults.conf`` (``SQL_DL_CONF_DIR`` overrides
-the folder), then from the caller. JVM logs go to ``logs/spark.log`` and the
+Settings come from ``sql_dl/conf/spark-defaults.conf`` (package data, so a wheel
+install keeps them; ``SQL_DL_CONF_DIR`` names another folder), then from the caller. JVM logs go to ``logs/spark.log`` and the
 JVM's own stderr to ``logs/jvm-stderr.log`` (``SQL_DL_LOG_DIR`` moves both), so
 the console shows only sql-dl's own one-line messages.
 Python workers run this interpreter (``sys.executable``): otherwise Spark starts
@@ -20,11 +20,12 @@ from pyspark.sql import SparkSession
 
 from .registry import Registered, register_catalog
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
 
 
 def conf_dir() -> Path:
-    return Path(os.environ.get("SQL_DL_CONF_DIR", PROJECT_DIR / "conf"))
+    """The folder holding spark-defaults.conf and log4j2.properties."""
+    return Path(os.environ.get("SQL_DL_CONF_DIR", PACKAGE_CONF))
 
 
 def read_spark_defaults(path: Path) -> dict:
@@ -84,7 +85,7 @@ def quiet_pyspark_error_logs() -> None:
 
 def build_session(master: str | None = None, catalog: str | Path | None = "models.yaml",
                   app_name: str = "sql-dl", conf: dict | None = None) -> SparkSession:
-    """A SparkSession from ``conf/`` (master ``local[*]`` unless given) with ``catalog`` registered."""
+    """A SparkSession from sql-dl's Spark settings (master ``local[*]`` unless given) with ``catalog`` registered."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("SQL_DL_MASTER", "local[*]"))

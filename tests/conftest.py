@@ -13,7 +13,7 @@ EFFICIENTNET_ONNX = ROOT / "models" / "efficientnet_lite0.onnx"
 
 @pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory) -> Path:
-    from sql_dl.photos import make_photo_dir
+    from sql_dl.samples.photos import make_photo_dir
 
     folder = tmp_path_factory.mktemp("photos")
     make_photo_dir(folder)
@@ -40,6 +40,29 @@ def read_events(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def tiny_model(path: Path, size: tuple = (224, 224), classes: int = 1000, features: int = 8) -> Path:
+    """A tiny image classifier in ONNX (mean colour -> features -> logits), for tests where what matters is
+    how a model is checked, shipped or registered, not what it recognises. Built without torch."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in (("w1", (3, features)), ("w2", (features, classes)))]
+    nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w1"], ["features"]),
+             helper.make_node("MatMul", ["features", "w2"], ["logits"])]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                           ["batch", 3, *size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes]),
+                               helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", features])],
+                              weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
 
 
 def write_catalog(folder: Path, body: str, name: str = "models.yaml") -> Path:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,9 +10,9 @@ from PIL import Image
 from conftest import EFFICIENTNET_ONNX
 from sql_dl import register_image_udf, register_tensor_udf
 from sql_dl.catalog import InputSpec, input_spec, load_catalog
-from sql_dl.digits import digit_images
+from sql_dl.samples.digits import digit_images
 from sql_dl.errors import CatalogError, ModelUnavailableError, UsageError, one_line
-from sql_dl.images import image_to_pixels, to_tensor
+from sql_dl.executor.images import image_to_pixels, to_tensor
 
 torch = pytest.importorskip("torch")  # the models under test are PyTorch models; `make test` installs torch
 
@@ -42,7 +40,7 @@ def cnn():
     torch.manual_seed(0)
     model = SmallCNN()
     model.train()
-    with torch.no_grad():  # batch-norm statistics from data, so outputs are not degenerate (ENVIRONMENT.md)
+    with torch.no_grad():  # batch-norm statistics from data, so outputs are not degenerate
         for _ in range(3):
             model(torch.randn(8, 3, 32, 32))
     return model.eval()
@@ -244,10 +242,3 @@ def test_mistakes_are_one_line_errors(spark, call, error, message):
     with pytest.raises(error, match=message) as caught:
         call(spark)
     assert "\n" not in str(caught.value)
-
-
-def test_api_modules_import_no_torch():
-    code = ("import sys, sql_dl, sql_dl.api, sql_dl.ml, sql_dl.tensors, sql_dl.sources\n"
-            "print(sorted(m for m in ('torch', 'torchvision', 'onnx') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import EFFICIENTNET_ONNX, write_catalog
-from sql_dl.awkward import broken, decodable
+from sql_dl.samples.awkward import broken, decodable
 from sql_dl.errors import CatalogError, one_line
-from sql_dl.photos import photo_jpeg
+from sql_dl.samples.photos import photo_jpeg
 from sql_dl.registry import ON_ERROR_CONF, register_catalog
 
 PHOTO = photo_jpeg("coffee")

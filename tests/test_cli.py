@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import CATALOG, ROOT
-from sql_dl.cli import main
-from sql_dl.shell import is_complete, split_statements
+from sql_dl.catalog import load_catalog
+from sql_dl.cli.command import main
+from sql_dl.cli.shell import is_complete, split_statements
 
 SQL_DL = str(Path(sys.executable).with_name("sql-dl"))
 
@@ -35,8 +36,11 @@ def test_sql_json_over_binaryfile_run_on_files_syntax(photo_dir):
     labels = {r["file"]: r["label"] for r in rows[:-1]}
     assert len(labels) >= 7 and labels["coffee.jpg"] == "espresso"
     # stderr: one warning line naming the models without ONNX files, and nothing from the JVM
+    missing = [spec.name for spec in load_catalog(CATALOG) if not spec.available]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sql-dl: warning: 10 models have no ONNX file yet: inception, ")
+    assert len(lines) == 1 and lines[0] == (f"sql-dl: warning: {len(missing)} models have no ONNX file yet: "
+                                            f"{', '.join(missing)}; their functions fail until you run `sql-dl "
+                                            "models export NAME` (`sql-dl models list` shows them)")
 
 
 def test_sql_file_csv_then_error_gives_one_line_and_exit_1(tmp_path, photo_dir):
@@ -109,7 +113,7 @@ def test_prompt_buffer_completion():
 
 
 def test_progress_line_on_long_queries(spark):
-    from sql_dl.shell import run_script
+    from sql_dl.cli.shell import run_script
 
     out, err = io.StringIO(), io.StringIO()
     query = "SELECT count(s) AS n FROM (SELECT reflect('java.lang.Thread', 'sleep', 400L) AS s FROM range(0, 8, 1, 8))"

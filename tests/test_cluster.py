@@ -1,5 +1,5 @@
 """A real multi-process cluster: models shipped to executor JVMs by content hash, and an executor killed
-in the middle of a query; the query still returns every row, correctly."""
+in the middle of a query; Spark re-runs its tasks and the query still returns every row, correctly."""
 from __future__ import annotations
 
 import json
@@ -16,15 +16,26 @@ from conftest import ROOT, read_events
 COPIES = 240  # real photos repeated: enough tasks that a kill lands mid-query
 
 
-def executor_jvms() -> list[int]:
+def executor_jvms(app_id: str) -> list[int]:
+    """The executor JVMs of application ``app_id`` only (their command line names it): never another
+    application's."""
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if b"CoarseGrainedExecutorBackend" in cmdline.read_bytes():
-                pids.append(int(cmdline.parent.name))
+            args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
+        if b"org.apache.spark.executor.CoarseGrainedExecutorBackend" in args and app_id.encode() in args:
+            pids.append(int(cmdline.parent.name))
     return pids
+
+
+def wait_for(condition, job: subprocess.Popen, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert job.poll() is None, job.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, f"no {what} within {seconds:.0f} s"
+        time.sleep(0.2)
 
 
 def test_executor_killed_mid_query_loses_no_row(spark, photo_dir, tmp_path):
@@ -36,22 +47,22 @@ def test_executor_killed_mid_query_loses_no_row(spark, photo_dir, tmp_path):
     sources = sorted(photo_dir.glob("*.jpg"))
     for i in range(COPIES):
         (folder / f"{i:04d}-{sources[i % len(sources)].name}").write_bytes(sources[i % len(sources)].read_bytes())
-    events = tmp_path / "events.jsonl"
-    job = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cluster_job.py"), str(folder), str(events)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    events, app_file = tmp_path / "events.jsonl", tmp_path / "app-id"
+    job = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cluster_job.py"), str(folder), str(events),
+                            str(app_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                            env={**os.environ, "SQL_DL_LOG_DIR": str(tmp_path / "logs")})
-    deadline = time.monotonic() + 240
-    while not any(e["event"] == "infer" for e in read_events(events)) and time.monotonic() < deadline:
-        assert job.poll() is None, job.stderr.read()
-        time.sleep(0.2)
-    victims = executor_jvms()
-    assert len(victims) == 2, "local-cluster[2,...] runs two executor JVMs"
+    wait_for(lambda: app_file.is_file() and app_file.read_text(), job, 120, "application id")
+    wait_for(lambda: any(e["event"] == "infer" for e in read_events(events)), job, 240, "inference")
+    victims = executor_jvms(app_file.read_text())
+    assert len(victims) == 2, "local-cluster[2,...] runs two executor JVMs for this application"
     os.kill(victims[0], signal.SIGKILL)
     out, err = job.communicate(timeout=600)
     assert job.returncode == 0, err[-2000:]
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == COPIES, "no row lost"
     assert all(row["label"] == expected[row["file"].split("-", 1)[1]] for row in rows)
+    infers = [e for e in read_events(events) if e["event"] == "infer"]
+    assert any(e["attempt"] >= 1 for e in infers), "the killed executor's tasks ran again as new attempts"
     loads = [e for e in read_events(events) if e["event"] == "load"]
     # each executor loads the copy Spark shipped into its own work folder, named by content hash
     assert all(e["path"].endswith(f"/sql-dl-{e['sha256']}.onnx") and "/work/app-" in e["path"] for e in loads)

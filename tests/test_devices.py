@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import EFFICIENTNET_ONNX, write_catalog
+from conftest import tiny_model, write_catalog
 from sql_dl.catalog import load_catalog
-from sql_dl.devices import check_devices, cuda_provider, gpu_reason
+from sql_dl.registry.devices import check_devices, cuda_provider
 from sql_dl.errors import CatalogError
 from sql_dl.registry import register_catalog
 
 
 def catalog(tmp_path, device: str):
-    return write_catalog(tmp_path, f"models:\n  on_{device}:\n    onnx: {EFFICIENTNET_ONNX}\n    device: {device}\n"
+    onnx = tiny_model(tmp_path / "tiny.onnx")
+    return write_catalog(tmp_path, f"models:\n  on_{device}:\n    onnx: {onnx}\n    device: {device}\n"
                                    "    input: {size: [224, 224]}\n    outputs: {scores: logits}\n")
 
 
@@ -30,10 +31,12 @@ def test_auto_warns_once_only_when_a_gpu_is_there_to_use(tmp_path):
     configured = {"spark.task.resource.gpu.amount": "1"}
     warning = check_devices(specs, configured, local=True, has_cuda=False)
     assert warning == ("device: auto runs on_auto on CPU: spark.task.resource.gpu.amount is set, but this "
-                       "onnxruntime has no CUDA execution provider (install the gpu extra: README 'GPUs')")
-    if gpu_reason({}) is None:  # a CPU-only machine with auto is the normal case: silence
-        assert check_devices(specs, {}, local=True, has_cuda=False) is None
-    assert check_devices(specs, configured, local=True, has_cuda=True) is None
+                       "onnxruntime has no CUDA execution provider (on a GPU machine `make gpu` installs "
+                       "onnxruntime-gpu: README 'GPUs')")
+    assert check_devices(specs, {}, local=True, has_cuda=False, gpu_present=False) is None  # the normal case
+    present = check_devices(specs, {}, local=True, has_cuda=False, gpu_present=True)
+    assert present is not None and "on_auto on CPU: an NVIDIA GPU is present" in present
+    assert check_devices(specs, configured, local=True, has_cuda=True, gpu_present=True) is None
 
 
 @pytest.mark.skipif(cuda_provider(), reason="this machine has CUDA: registration must accept device: cuda")

@@ -6,10 +6,10 @@ import pytest
 from conftest import CATALOG, EFFICIENTNET_ONNX, write_catalog
 from sql_dl.catalog import load_catalog
 from sql_dl.errors import ExportError
-from sql_dl.photos import sample_photos
+from sql_dl.samples.photos import sample_photos
 
 torch = pytest.importorskip("torch")  # the export extra; `make test` installs it
-from sql_dl.export import build_torch_model, export_onnx, verify  # noqa: E402
+from sql_dl.build.export import build_torch_model, export_onnx, verify  # noqa: E402
 
 
 def test_efficientnet_lite0_onnx_matches_pytorch_on_real_photos():
@@ -22,8 +22,8 @@ def test_efficientnet_lite0_onnx_matches_pytorch_on_real_photos():
 
 def test_efficientnet_lite0_pretrained_weights_recognise_the_photos():
     """Real weights, not random ones: the cat and the espresso are recognised by the PyTorch model."""
-    from sql_dl.images import decode_bytes, resize_and_crop, to_tensor
-    from sql_dl.outputs import load_labels
+    from sql_dl.executor.images import decode_bytes, resize_and_crop, to_tensor
+    from sql_dl.executor.outputs import load_labels
 
     spec = load_catalog(CATALOG).get("efficientnet_lite0")
     model = build_torch_model(spec, "pretrained")

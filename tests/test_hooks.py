@@ -44,6 +44,16 @@ def test_npy_files_through_a_decoder_hook_get_the_same_labels_as_jpegs(spark, ho
         f"FROM binaryFile.`{photo_dir}/*.jpg`").collect()}
     assert from_npy.pop("broken") is None
     assert from_npy == from_jpg
+    why = {r.file: (r.any_entry, r.this_entry, r.plain) for r in spark.sql(
+        f"SELECT regexp_extract(path, '([^/]+)\\\\.npy$', 1) AS file, sql_dl_error(content) AS any_entry, "
+        f"sql_dl_error(content, 'lite_npy') AS this_entry, sql_dl_error(content, 'efficientnet_lite0') AS plain "
+        f"FROM binaryFile.`{npy_dir}/*.npy`").collect()}
+    broken = why.pop("broken")
+    # rows the entry's hook decodes have no error, asked generally or for that entry; the standard decoder
+    # (an entry without the hook) still cannot read them
+    assert all(any_entry is None and this_entry is None for any_entry, this_entry, _ in why.values())
+    assert {plain for _, _, plain in why.values()} == {"not a recognised image format"}
+    assert broken[1].startswith("decoder hook npy_image failed: ValueError") and broken[0] is not None
 
 
 @pytest.mark.parametrize("decoder,message", [

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sql_dl.awkward import broken, decodable
+from sql_dl.samples.awkward import broken, decodable
 from sql_dl.errors import ImageDecodeError
-from sql_dl.images import decode_bytes, decode_error
-from sql_dl.photos import photo_jpeg
+from sql_dl.executor.images import decode_bytes, decode_error
+from sql_dl.samples.photos import photo_jpeg
 
 PHOTO = photo_jpeg("coffee")
 UPRIGHT = np.asarray(Image.open(io.BytesIO(PHOTO)).convert("RGB")).astype(np.int16)
@@ -74,8 +74,8 @@ def test_bombs_are_refused_without_allocating_their_declared_size():
     """In a process limited to 1 GiB of address space: decoding either bomb would need 0.4-10.8 GB."""
     code = ("import resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-            "from sql_dl.awkward import broken\nfrom sql_dl.images import decode_error\n"
-            "from sql_dl.photos import photo_jpeg\nbad = broken(photo_jpeg('coffee'))\n"
+            "from sql_dl.samples.awkward import broken\nfrom sql_dl.executor.images import decode_error\n"
+            "from sql_dl.samples.photos import photo_jpeg\nbad = broken(photo_jpeg('coffee'))\n"
             "print(decode_error(bad['bomb.png'])); print(decode_error(bad['bomb.jpg']))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

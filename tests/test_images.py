@@ -10,8 +10,8 @@ from PIL import Image
 from conftest import CATALOG
 from sql_dl.catalog import load_catalog
 from sql_dl.errors import ImageDecodeError
-from sql_dl.images import decode_bytes, from_spark_struct, image_to_pixels, resize_and_crop, to_tensor
-from sql_dl.photos import sample_photos
+from sql_dl.executor.images import decode_bytes, from_spark_struct, image_to_pixels, resize_and_crop, to_tensor
+from sql_dl.samples.photos import sample_photos
 
 torchvision = pytest.importorskip("torchvision")  # the export extra; `make test` installs it
 from torchvision import transforms as T  # noqa: E402

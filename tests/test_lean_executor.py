@@ -1,16 +1,44 @@
-"""The executor path imports no torch: executors need only onnxruntime, numpy, pillow, pyarrow, pyspark, pyyaml."""
+"""The layout keeps its promises: only sql_dl.build imports torch; only the backends module touches the
+model runtime's inference objects; executors need only the base dependencies."""
 from __future__ import annotations
 
+import pkgutil
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import sql_dl
+
+PACKAGE = Path(sql_dl.__file__).parent
+HEAVY = ("torch", "torchvision", "onnx", "timm", "efficientnet_lite_pytorch", "skimage", "sklearn")
 
 
-def test_executor_modules_do_not_import_torch():
-    code = ("import sys, sql_dl, sql_dl.udfs, sql_dl.runtime, sql_dl.images, sql_dl.outputs, sql_dl.registry\n"
-            "heavy = sorted(m for m in ('torch', 'torchvision', 'onnx', 'efficientnet_lite_pytorch') if m in sys.modules)\n"
-            "print(heavy)")
+def _modules(exclude: str) -> list[str]:
+    return [m.name for m in pkgutil.walk_packages([str(PACKAGE)], "sql_dl.")
+            if not m.name.startswith(exclude)]
+
+
+def test_every_module_outside_build_imports_without_torch():
+    """Import every module but sql_dl.build.* (and the sample data, which needs the photos extra) in a fresh
+    interpreter: none of them may pull in torch or the other export packages."""
+    names = [n for n in _modules("sql_dl.build") if not n.startswith("sql_dl.samples")]
+    assert "sql_dl.executor.kinds" in names and "sql_dl.cli.command" in names  # the walk really found them
+    code = (f"import importlib, sys\nfor name in {names!r}: importlib.import_module(name)\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_only_the_backends_module_opens_models_with_onnxruntime():
+    """The runtime seam: other modules go through sql_dl.executor.backends (build-time quantization aside)."""
+    allowed = {PACKAGE / "executor" / "backends.py", PACKAGE / "build" / "precision.py"}
+    offenders = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                 if path not in allowed and re.search(r"^\s*(import onnxruntime|from onnxruntime)",
+                                                      path.read_text(), re.M)]
+    assert offenders == []
+    precision = (PACKAGE / "build" / "precision.py").read_text()
+    assert "InferenceSession" not in precision and "import onnxruntime as" not in precision
 
 
 def test_install_requires_lists_no_export_packages():

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from conftest import ROOT, read_events
 from sql_dl import DeepImageFeaturizer, DeepImagePredictor
-from sql_dl.digits import write_digit_folders
+from sql_dl.samples.digits import write_digit_folders
 from sql_dl import registry
 from sql_dl.errors import CatalogError, ModelUnavailableError, UsageError
 
@@ -117,7 +117,7 @@ def test_transformers_share_the_sql_path_model_cache(spark, photos, event_log):
 def test_a_session_that_registered_no_catalog_gets_models_yaml(spark, photos, monkeypatch):
     import weakref
 
-    monkeypatch.setattr(registry, "_registrations", weakref.WeakKeyDictionary())  # as if none was registered
+    monkeypatch.setattr(registry.register, "_registrations", weakref.WeakKeyDictionary())  # as if none was registered
     monkeypatch.chdir(ROOT)
     rows = DeepImageFeaturizer(inputCol="content", outputCol="f", modelName=MODEL).transform(photos).collect()
     assert len(rows) == 7 and all(len(r.f) == 1280 for r in rows)

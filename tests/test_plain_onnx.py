@@ -10,7 +10,7 @@ from sql_dl.catalog import load_catalog
 from sql_dl.registry import register_catalog
 
 torch = pytest.importorskip("torch")
-from sql_dl.export import build_torch_model  # noqa: E402
+from sql_dl.build.export import build_torch_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import EFFICIENTNET_ONNX, write_catalog
+from conftest import EFFICIENTNET_ONNX, tiny_model, write_catalog
 from sql_dl.errors import CatalogError
 from sql_dl.registry import register_catalog
 
@@ -13,6 +13,11 @@ from sql_dl.registry import register_catalog
 def entry(onnx, extra: str = "", name: str = "lite_copy", size: str = "[224, 224]") -> str:
     return (f"models:\n  {name}:\n    onnx: {onnx}\n    input: {{size: {size}, resize: 256}}\n"
             f"    outputs: {{scores: logits, features: features}}\n{extra}")
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    return tiny_model(tmp_path / "tiny.onnx")
 
 
 def register(spark, tmp_path, body: str):
@@ -26,31 +31,31 @@ def test_a_valid_custom_catalog_registers_its_names(spark, tmp_path, photo_dir):
     assert label == "espresso"
 
 
-def test_sha256_mismatch(spark, tmp_path):
-    with pytest.raises(CatalogError, match=r"^models\.yaml: entry 'lite_copy': sha256 of efficientnet_lite0\.onnx is "
+def test_sha256_mismatch(spark, tmp_path, tiny):
+    with pytest.raises(CatalogError, match=r"^models\.yaml: entry 'lite_copy': sha256 of tiny\.onnx is "
                                           r"[0-9a-f]{12}\.\.\., the catalog expects 000000000000\.\.\."):
-        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, "    sha256: '" + "0" * 64 + "'\n"))
+        register(spark, tmp_path, entry(tiny, "    sha256: '" + "0" * 64 + "'\n"))
 
 
-def test_sidecar_sha256_written_by_the_exporter_is_checked(spark, tmp_path):
+def test_sidecar_sha256_written_by_the_exporter_is_checked(spark, tmp_path, tiny):
     copy = tmp_path / "m.onnx"
-    shutil.copy(EFFICIENTNET_ONNX, copy)
+    shutil.copy(tiny, copy)
     (tmp_path / "m.onnx.json").write_text('{"sha256": "' + "f" * 64 + '"}')
     with pytest.raises(CatalogError, match=r"sha256 of m\.onnx is .* the catalog expects ffffffffffff"):
         register(spark, tmp_path, entry(copy))
 
 
-def test_label_count_differs_from_the_output_size(spark, tmp_path):
+def test_label_count_differs_from_the_output_size(spark, tmp_path, tiny):
     (tmp_path / "labels.txt").write_text("\n".join(f"class {i}" for i in range(10)))
     with pytest.raises(CatalogError, match=r"entry 'lite_copy': labels has 10 names but output 'logits' has 1000 "
                                           r"classes"):
-        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, "    labels: labels.txt\n"))
+        register(spark, tmp_path, entry(tiny, "    labels: labels.txt\n"))
 
 
-def test_input_size_differs_from_the_model(spark, tmp_path):
+def test_input_size_differs_from_the_model(spark, tmp_path, tiny):
     with pytest.raises(CatalogError, match=r"entry 'lite_copy': the model's input shape is \['batch', 3, 224, 224\], "
                                           r"but input.size/layout say \[None, 3, 299, 299\]"):
-        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, size="[299, 299]").replace("resize: 256", "resize: 320"))
+        register(spark, tmp_path, entry(tiny, size="[299, 299]").replace("resize: 256", "resize: 320"))
 
 
 def test_input_of_the_wrong_rank(spark, tmp_path):
@@ -66,15 +71,15 @@ def test_input_of_the_wrong_rank(spark, tmp_path):
         register(spark, tmp_path, entry(tmp_path / "flat.onnx").replace(", features: features", ""))
 
 
-def test_output_name_not_in_the_model(spark, tmp_path):
+def test_output_name_not_in_the_model(spark, tmp_path, tiny):
     with pytest.raises(CatalogError, match=r"outputs\.features 'pooled' is not an output of the model \(it has: "
                                           r"logits, features\)"):
-        register(spark, tmp_path, entry(EFFICIENTNET_ONNX).replace("features: features", "features: pooled"))
+        register(spark, tmp_path, entry(tiny).replace("features: features", "features: pooled"))
 
 
-def test_name_clashing_with_a_spark_builtin(spark, tmp_path):
+def test_name_clashing_with_a_spark_builtin(spark, tmp_path, tiny):
     with pytest.raises(CatalogError, match=r"functions\.predict 'abs' clashes with Spark's built-in function"):
-        register(spark, tmp_path, entry(EFFICIENTNET_ONNX, "    functions: {predict: abs}\n"))
+        register(spark, tmp_path, entry(tiny, "    functions: {predict: abs}\n"))
 
 
 def test_file_that_is_not_onnx(spark, tmp_path):
@@ -83,15 +88,15 @@ def test_file_that_is_not_onnx(spark, tmp_path):
         register(spark, tmp_path, entry(tmp_path / "junk.onnx"))
 
 
-def test_model_dirs_from_the_session_conf_refuse_models_elsewhere(spark, tmp_path):
+def test_model_dirs_from_the_session_conf_refuse_models_elsewhere(spark, tmp_path, tiny):
     from sql_dl.registry import MODEL_DIRS_CONF
 
     try:
         spark.conf.set(MODEL_DIRS_CONF, f"{tmp_path}/approved, {tmp_path}/also-approved")
-        with pytest.raises(CatalogError, match=r"onnx \S+efficientnet_lite0\.onnx is outside the allowed model "
+        with pytest.raises(CatalogError, match=r"onnx \S+tiny\.onnx is outside the allowed model "
                                               r"directories \(\S+/approved, \S+/also-approved;"):
-            register(spark, tmp_path, entry(EFFICIENTNET_ONNX))
-        spark.conf.set(MODEL_DIRS_CONF, str(EFFICIENTNET_ONNX.parent))
-        assert "predict_lite_copy" in register(spark, tmp_path, entry(EFFICIENTNET_ONNX)).functions
+            register(spark, tmp_path, entry(tiny))
+        spark.conf.set(MODEL_DIRS_CONF, str(tiny.parent))
+        assert "predict_lite_copy" in register(spark, tmp_path, entry(tiny)).functions
     finally:
         spark.conf.unset(MODEL_DIRS_CONF)

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
-from sql_dl.cli import main
+from sql_dl.cli.command import main
 
 pytest.importorskip("pyhive")
 from pyhive import hive  # noqa: E402
@@ -46,6 +47,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def first_line(process: subprocess.Popen, timeout: float = 180) -> str:
+    """The process's first stdout line, or '' if it prints none within ``timeout`` (a hung server fails the
+    test instead of hanging the suite)."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    return process.stdout.readline().strip() if ready else ""
+
+
 class Server:
     """A `sql-dl serve` process; ``stop`` sends SIGTERM and returns the exit code."""
 
@@ -57,13 +65,24 @@ class Server:
             [SQL_DL, "serve", "--port", str(self.port), "--master", "local[2]", "--init", str(init), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env={**os.environ, "SQL_DL_LOG_DIR": str(tmp / "logs")})
-        self.ready = self.process.stdout.readline().strip()
+        self.ready = first_line(self.process)
+        if not self.ready:
+            self.process.kill()
         self.jvms = children(self.process.pid)
 
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+    def errors(self) -> str:
+        """What the server said on stderr (after it stopped), for assertion messages."""
+        self.stop() if self.process.poll() is None else None
+        return self.process.stderr.read()
 
     def cursor(self, **kwargs):
         return hive.connect(host="127.0.0.1", port=self.port, username="analyst", **kwargs).cursor()
@@ -72,7 +91,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, photo_dir):
     running = Server(tmp_path_factory.mktemp("server"), photo_dir)
-    assert running.ready == f"listening on 127.0.0.1:{running.port}", running.process.stderr.read()
+    assert running.ready == f"listening on 127.0.0.1:{running.port}", running.errors()
     yield running
     running.stop()
 
@@ -166,11 +185,13 @@ def test_errors_reach_clients_as_one_line(server):
         cursor.execute("SELECT predict_inception(content) FROM photos")
 
 
-def test_sigterm_stops_cleanly_and_leaves_no_jvm(server):
-    assert server.jvms, "the server's JVM runs as its child"
-    assert server.stop() == 0
+def test_sigterm_stops_cleanly_and_leaves_no_jvm(tmp_path, photo_dir):
+    own = Server(tmp_path, photo_dir)  # its own server: the shared one stays up for whichever test runs next
+    assert own.ready.startswith("listening on"), own.errors()
+    assert own.jvms, "the server's JVM runs as its child"
+    assert own.stop() == 0
     time.sleep(1)
-    assert not [pid for pid in server.jvms if Path(f"/proc/{pid}").exists()]
+    assert not [pid for pid in own.jvms if Path(f"/proc/{pid}").exists()]
 
 
 def test_password_authentication(tmp_path, photo_dir):
@@ -179,7 +200,7 @@ def test_password_authentication(tmp_path, photo_dir):
     assert result.exit_code == 0 and "alice:" in passwords.read_text() and "s3cret" not in passwords.read_text()
     secured = Server(tmp_path, photo_dir, "--auth", "password", "--password-file", str(passwords))
     try:
-        assert secured.ready.startswith("listening on"), secured.process.stderr.read()
+        assert secured.ready.startswith("listening on"), secured.errors()
         cursor = hive.connect(host="127.0.0.1", port=secured.port, username="alice", password="s3cret",
                               auth="CUSTOM").cursor()
         cursor.execute("SELECT 1 + 1")

@@ -11,11 +11,11 @@ from pyspark.sql.types import LongType
 
 from conftest import CATALOG, read_events
 from sql_dl.catalog import load_catalog
-from sql_dl.images import decode_bytes, resize_and_crop, to_tensor
-from sql_dl.outputs import load_labels
+from sql_dl.executor.images import decode_bytes, resize_and_crop, to_tensor
+from sql_dl.executor.outputs import load_labels
 
 torch = pytest.importorskip("torch")  # the reference model; `make test` installs the export extra
-from sql_dl.export import build_torch_model  # noqa: E402
+from sql_dl.build.export import build_torch_model  # noqa: E402
 
 SPEC = load_catalog(CATALOG).get("efficientnet_lite0")
 

@@ -12,11 +12,11 @@ from pyspark.sql import functions as F
 from conftest import CATALOG, EFFICIENTNET_ONNX, read_events, write_catalog
 from sql_dl import DeepImageFeaturizer, cache_features
 from sql_dl.catalog import load_catalog
-from sql_dl.digits import write_digit_folders
+from sql_dl.samples.digits import write_digit_folders
 from sql_dl.registry import register_catalog
 
 torch = pytest.importorskip("torch")  # exports the second model (random weights); `make test` installs it
-from sql_dl.export import export_onnx  # noqa: E402
+from sql_dl.build.export import export_onnx  # noqa: E402
 
 MODELS = ["efficientnet_lite0", "resnet18"]
 IMAGES = 90

@@ -9,12 +9,12 @@ from click.testing import CliRunner
 
 from conftest import CATALOG, write_catalog
 from sql_dl.catalog import load_catalog
-from sql_dl.cli import main
+from sql_dl.cli.command import main
 from sql_dl.errors import ExportError
 
 torch = pytest.importorskip("torch")  # the export extra; `make test` installs it
-from sql_dl.export import build_torch_model, export_onnx  # noqa: E402
-from sql_dl.zoo import entry  # noqa: E402
+from sql_dl.build.export import build_torch_model, export_onnx  # noqa: E402
+from sql_dl.build.zoo import entry  # noqa: E402
 
 FEATURES = {"efficientnet_lite0": 1280, "inception": 2048, "xception": 2048, "resnet50": 2048, "vgg16": 4096,
             "vgg19": 4096, "resnet18": 512, "mobilenet_v3_large": 1280, "efficientnet_b0": 1280,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .errors import CatalogError
+from ..errors import CatalogError
 
 
 def load_decoder(reference: str, where: str) -> Callable[[bytes], object]:

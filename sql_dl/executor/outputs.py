@@ -11,9 +11,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-TOPK_TYPE = pa.list_(pa.struct([("label", pa.string()), ("index", pa.int32()), ("score", pa.float32())]))
-FEATURES_TYPE = pa.list_(pa.float32())
-
 
 @lru_cache(maxsize=16)
 def load_labels(labels: str) -> tuple[str, ...]:
@@ -44,8 +41,10 @@ def top1_array(scores: np.ndarray, valid: np.ndarray, labels: tuple[str, ...]) -
     return pa.array(_scatter(valid, names, len(valid)), pa.string())
 
 
-def topk_array(probs: np.ndarray, valid: np.ndarray, ks: np.ndarray, labels: tuple[str, ...]) -> pa.Array:
-    """ARRAY<STRUCT<label, index, score>> best first; ``ks`` holds each valid row's k (NULL k -> NULL)."""
+def topk_array(probs: np.ndarray, valid: np.ndarray, ks: np.ndarray, labels: tuple[str, ...],
+               arrow_type: pa.DataType) -> pa.Array:
+    """ARRAY<STRUCT<label, index, score>> (``arrow_type``) best first; ``ks`` holds each valid row's k
+    (NULL k -> NULL)."""
     rows = []
     for p, k in zip(probs, ks):
         if k is None or k < 0:
@@ -55,7 +54,7 @@ def topk_array(probs: np.ndarray, valid: np.ndarray, ks: np.ndarray, labels: tup
         best = np.argpartition(-p, k - 1)[:k] if 0 < k < p.shape[0] else np.arange(p.shape[0])[:k]
         best = best[np.argsort(-p[best], kind="stable")]
         rows.append([{"label": labels[i], "index": int(i), "score": float(p[i])} for i in best])
-    return pa.array(_scatter(valid, rows, len(valid)), TOPK_TYPE)
+    return pa.array(_scatter(valid, rows, len(valid)), arrow_type)
 
 
 def features_array(features: np.ndarray, valid: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.Array:

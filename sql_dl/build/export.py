@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import ModelSpec
-from .errors import ExportError
-from .runtime import file_sha256
+from ..specs import ModelSpec
+from ..errors import ExportError, first_line
+from ..executor import backends
+from ..executor.runtime import file_sha256
 
 RELATIVE_TOLERANCE = 1e-4
 
@@ -50,7 +51,7 @@ def _load_state_dict(path: Path) -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise ExportError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from None
+        raise ExportError(f"cannot read weights {path}: {first_line(exc)}") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
@@ -209,7 +210,7 @@ class Verification:
 def torch_to_onnx(model: Any, example: tuple, path: Path, input_names: list, output_names: list, what: str) -> None:
     """The one way sql-dl exports PyTorch: the legacy exporter (1-4 s against 13-16 s), opset 17, one file, a
     dynamic batch dimension on every input and output. Callers must verify the file against PyTorch: an
-    export can run and answer wrongly (ENVIRONMENT.md)."""
+    export can run and answer wrongly."""
     torch = _torch()
     axes = {name: {0: "batch"} for name in (*input_names, *output_names)}
     fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -287,10 +288,8 @@ def sidecar(onnx_path: Path) -> Path:
 
 def verify(spec: ModelSpec, model: Any, onnx_path: Path, photos: list | None = None) -> Verification:
     """Run PyTorch and ONNX Runtime on the same inputs (real photos + a random tensor) and compare."""
-    import onnxruntime as ort
-
-    from .images import decode_bytes, resize_and_crop, to_tensor
-    from .photos import sample_photos
+    from ..executor.images import decode_bytes, resize_and_crop, to_tensor
+    from ..samples.photos import sample_photos
 
     torch = _torch()
     files = photos if photos is not None else sample_photos()
@@ -299,8 +298,8 @@ def verify(spec: ModelSpec, model: Any, onnx_path: Path, photos: list | None = N
     batch = np.concatenate([to_tensor(np.stack(pixels), spec.input), noise]) if pixels else noise
     with torch.no_grad():
         expected = [t.numpy() for t in model(torch.from_numpy(batch))]
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    actual = session.run(["logits", "features"], {session.get_inputs()[0].name: batch})
+    opened = backends.get().open(str(onnx_path))
+    actual = opened.run(["logits", "features"], {opened.inputs[0].name: batch})
     # relative to each output's largest magnitude; features too, so a degenerate head cannot hide a bad body
     error = relative_error(actual, expected)
     actual, expected = actual[0], expected[0]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .auth import check_bind, password_settings
-from .errors import SqlDlError, one_line
-from .session import build_session
+from ..errors import SqlDlError, one_line
+from ..session import build_session
 from .shell import split_statements
 
 

@@ -1,10 +1,10 @@
-"""Executor runtime: ONNX Runtime sessions cached per Python worker, batched inference.
+"""Executor runtime: models cached per Python worker, batched inference (through :mod:`.backends`).
 
 A UDF closure carries a :class:`ModelRef` (made on the driver); everything that
 touches the cache lives in module-level functions of this importable module, so
 executors share one cache per worker process (a nested function would carry a
 *copy* of module globals when pickled). The cache is a small lock-guarded LRU
-keyed by the ONNX file's sha256, the thread count and the providers, so a model
+keyed by the ONNX file's sha256, the thread count and the device, so a model
 is loaded once per worker and reused across tasks and queries. It relies on
 Spark reusing Python workers (``spark.python.worker.reuse=true``, the default);
 idle workers exit after about a minute and the next query loads the model again.
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ModelUnavailableError
+from . import backends
+from ..errors import ModelUnavailableError
 
 CACHE_CAPACITY = int(os.environ.get("SQL_DL_MODEL_CACHE_SIZE", "4"))
 _lock = threading.Lock()
-_sessions: OrderedDict = OrderedDict()
+_models: OrderedDict = OrderedDict()
 _warnings: set = set()
 
 
@@ -69,21 +70,19 @@ def _task_gpu() -> int | None:
     return int(gpu.addresses[0]) if gpu is not None and gpu.addresses else None
 
 
-def providers(device: str) -> list:
-    """ONNX Runtime providers for a catalog device; ``cuda`` without CUDA is an error, ``auto`` falls back."""
-    import onnxruntime as ort
+def _check_device(ref: ModelRef, backend: backends.Backend) -> None:
+    """``auto`` on a task Spark gave a GPU, with a runtime that cannot use it: say so once, run on CPU."""
+    if ref.device == "auto" and _task_gpu() is not None and not backend.cuda_available():
+        _warn_once(f"device: auto: Spark gave this task a GPU, but {backend.name} here cannot use CUDA "
+                   "(install onnxruntime-gpu); running on CPU")
 
-    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "cuda" and not has_cuda:
-        raise ModelUnavailableError("device: cuda, but this onnxruntime has no CUDA execution provider "
-                                    "(install onnxruntime-gpu on a GPU machine, or set device: auto|cpu)")
-    if device == "cpu" or not has_cuda:
-        if device == "auto" and _task_gpu() is not None:
-            _warn_once("device: auto: Spark gave this task a GPU, but this onnxruntime has no CUDA execution "
-                       "provider (install onnxruntime-gpu); running on CPU")
-        return ["CPUExecutionProvider"]
-    gpu = _task_gpu()
-    return [("CUDAExecutionProvider", {"device_id": gpu or 0}), "CPUExecutionProvider"]
+
+def _task_attempt() -> dict:
+    """Which task attempt ran a batch (retries show as attempt >= 1), for the event log."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return {} if context is None else {"partition": context.partitionId(), "attempt": context.attemptNumber()}
 
 
 def _log_event(ref: ModelRef, event: dict) -> None:
@@ -110,9 +109,7 @@ def model_path(ref: ModelRef) -> str:
     return ref.path
 
 
-def _load(ref: ModelRef, threads: int, provider_list: list):
-    import onnxruntime as ort
-
+def _load(ref: ModelRef, threads: int) -> backends.LoadedModel:
     started = time.perf_counter()
     path = model_path(ref)
     try:
@@ -123,26 +120,25 @@ def _load(ref: ModelRef, threads: int, provider_list: list):
     if hashlib.sha256(blob).hexdigest() != ref.sha256:
         raise ModelUnavailableError(f"model '{ref.name}': {ref.path} changed since the catalog was registered "
                                     "(sha256 differs); register the catalog again")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(blob, sess_options=options, providers=provider_list)
-    _check_cuda_started(ref, provider_list, session.get_providers())
+    backend = backends.get()
+    _check_device(ref, backend)
+    model = backend.open(blob, threads, ref.device, _task_gpu())
+    _check_cuda_started(ref, backend, model)
     _log_event(ref, {"event": "load", "sha256": ref.sha256, "threads": threads, "path": path,
+                     "backend": model.backend, "device": model.device,
                      "seconds": round(time.perf_counter() - started, 4)})
-    return session
+    return model
 
 
-def _check_cuda_started(ref: ModelRef, wanted: list, got: list) -> None:
-    """ONNX Runtime silently drops a CUDA provider that fails to start (no driver, no device): refuse that for
-    device: cuda, warn once for auto."""
-    if not any(p == "CUDAExecutionProvider" or p[0] == "CUDAExecutionProvider" for p in wanted):
+def _check_cuda_started(ref: ModelRef, backend: backends.Backend, model: backends.LoadedModel) -> None:
+    """A runtime may silently drop a CUDA device that fails to start (no driver, no device): refuse that
+    for device: cuda, warn once for auto."""
+    if ref.device == "cpu" or not backend.cuda_available() or model.device == "cuda":
         return
-    if "CUDAExecutionProvider" not in got:
-        message = f"model '{ref.name}': the CUDA execution provider did not start on this executor"
-        if ref.device == "cuda":
-            raise ModelUnavailableError(message + " (device: cuda); check the NVIDIA driver and CUDA libraries")
-        _warn_once(message + "; running on CPU (device: auto)")
+    message = f"model '{ref.name}': the CUDA execution provider did not start on this executor"
+    if ref.device == "cuda":
+        raise ModelUnavailableError(message + " (device: cuda); check the NVIDIA driver and CUDA libraries")
+    _warn_once(message + "; running on CPU (device: auto)")
 
 
 def _warn_once(message: str) -> None:
@@ -159,38 +155,39 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def get_session(ref: ModelRef):
-    """The cached ONNX Runtime session for this model in this worker, loading it on first use."""
-    threads, provider_list = task_threads(), providers(ref.device)
-    key = (ref.sha256, threads, repr(provider_list))
+def get_model(ref: ModelRef) -> backends.LoadedModel:
+    """The cached model for this entry in this worker, loading it on first use."""
+    threads = task_threads()
+    key = (ref.sha256, threads, ref.device, _task_gpu())
     with _lock:  # one load at a time: two tasks in a worker must not both load the same model
-        session = _sessions.get(key)
-        if session is None:
-            session = _load(ref, threads, provider_list)
-            _sessions[key] = session
+        model = _models.get(key)
+        if model is None:
+            model = _load(ref, threads)
+            _models[key] = model
             _freeze_heap()
-            while len(_sessions) > CACHE_CAPACITY:
-                _sessions.popitem(last=False)
-        _sessions.move_to_end(key)
-        return session
+            while len(_models) > CACHE_CAPACITY:
+                _models.popitem(last=False)
+        _models.move_to_end(key)
+        return model
 
 
 def run(ref: ModelRef, tensor: np.ndarray, output_names: list) -> list:
     """Run the model on ``tensor`` in chunks of the entry's batch size; concatenated outputs in order."""
-    session = get_session(ref)
-    return _run_chunks(ref, session, {session.get_inputs()[0].name: tensor}, output_names)
+    model = get_model(ref)
+    return _run_chunks(ref, model, {model.inputs[0].name: tensor}, output_names)
 
 
 def run_feeds(ref: ModelRef, feeds: dict, output_names: list) -> list:
     """Like :func:`run` for models with several inputs: ``feeds`` maps input name -> batch (same row count)."""
-    return _run_chunks(ref, get_session(ref), feeds, output_names)
+    return _run_chunks(ref, get_model(ref), feeds, output_names)
 
 
-def _run_chunks(ref: ModelRef, session, feeds: dict, output_names: list) -> list:
+def _run_chunks(ref: ModelRef, model: backends.LoadedModel, feeds: dict, output_names: list) -> list:
     rows = len(next(iter(feeds.values())))
-    chunks = [session.run(output_names, {name: value[i:i + ref.batch_size] for name, value in feeds.items()})
+    chunks = [model.run(output_names, {name: value[i:i + ref.batch_size] for name, value in feeds.items()})
               for i in range(0, rows, ref.batch_size)]
-    _log_event(ref, {"event": "infer", "rows": rows})
+    if ref.event_log:
+        _log_event(ref, {"event": "infer", "rows": rows, **_task_attempt()})
     return [np.concatenate([chunk[j] for chunk in chunks]) for j in range(len(output_names))]
 
 

@@ -12,51 +12,48 @@ import logging
 
 from pyspark.sql import SparkSession
 
-from .catalog import ModelSpec
+from ..executor.kinds import Kind
+from ..specs import ModelSpec
+from .inspect import ModelInfo
 
 log = logging.getLogger("sql_dl")
 
-USAGE = {
-    "predict": "_FUNC_(image) - the top-1 label (STRING) of model '{name}'.",
-    "topk": "_FUNC_(image, k) - the k best labels of model '{name}' as ARRAY<STRUCT<label: STRING, index: INT, "
-            "score: FLOAT>>, best first; scores are probabilities.",
-    "featurize": "_FUNC_(image) - the pooled features (ARRAY<FLOAT>, {features} values) of model '{name}'.",
-}
 ARGUMENTS = """
     Arguments:
       * image - encoded image bytes (binaryFile's content) or the struct of Spark's image data source
-{k}  """
+{extra}  """
 EXAMPLES = """
     Examples:
       > SELECT path, _FUNC_({args}) FROM binaryFile.`photos/*.jpg`;
   """
 
 
-def note(spec: ModelSpec, sha256: str, classes: int | None) -> str:
+def note(spec: ModelSpec, info: ModelInfo) -> str:
+    """The model card: which model, file and preprocessing a function runs."""
     labels = spec.labels if spec.labels == "imagenet" else spec.labels.rsplit("/", 1)[-1]
-    lines = [f"model: {spec.name}", f"input: {spec.input.describe()}",
-             f"labels: {labels} ({classes if classes is not None else '?'} classes)",
+    classes = info.classes if info.classes is not None else "?"
+    lines = [f"model: {spec.name}", f"input: {spec.input.describe()}", f"labels: {labels} ({classes} classes)",
              f"source: {', '.join(f'{k}={v}' for k, v in spec.source.items()) or 'an ONNX file'}",
-             f"onnx: {spec.onnx}", f"sha256: {sha256}", f"device: {spec.device}, batch size {spec.batch_size}"]
+             f"onnx: {spec.onnx}", f"sha256: {info.sha256}", f"device: {spec.device}, batch size {spec.batch_size}"]
     return "\n" + "".join(f"    {line}\n" for line in lines) + "  "
 
 
-def describe_function(spark: SparkSession, function: str, kind: str, spec: ModelSpec, sha256: str,
-                      classes: int | None, features: int | None) -> None:
+def describe_function(spark: SparkSession, function: str, kind: Kind, spec: ModelSpec | None = None,
+                      info: ModelInfo | None = None) -> None:
     """Replace the empty description Spark gave the Python UDF ``function`` (best effort)."""
+    usage = kind.usage.format(model=spec.name if spec else "", features=(info and info.feature_size) or "?")
+    extra = "".join(f"      * {arg.name} - {arg.text}\n" for arg in kind.args)
+    card = note(spec, info) if spec is not None and info is not None else ""
     try:
         jvm = spark._jvm
         registry = spark._jsparkSession.sessionState().functionRegistry()
         identifier = next(k for k in _keys(registry) if k.funcName() == function)
         builder = registry.lookupFunctionBuilder(identifier).get()
         current = registry.lookupFunction(identifier).get()
-        k_line = "      * k - how many labels (INT)\n" if kind == "topk" else ""
-        info = jvm.org.apache.spark.sql.catalyst.expressions.ExpressionInfo(
-            current.getClassName(), None, function,
-            USAGE[kind].format(name=spec.name, features=features or "?"),
-            ARGUMENTS.format(k=k_line), EXAMPLES.format(args="content, 5" if kind == "topk" else "content"),
-            note(spec, sha256, classes), "", "", "", "python_udf")
-        registry.registerFunction(identifier, info, builder)
+        info_object = jvm.org.apache.spark.sql.catalyst.expressions.ExpressionInfo(
+            current.getClassName(), None, function, usage, ARGUMENTS.format(extra=extra),
+            EXAMPLES.format(args=kind.example_args), card, "", "", "", "python_udf")
+        registry.registerFunction(identifier, info_object, builder)
     except Exception as exc:  # noqa: BLE001 - descriptions are documentation, never a reason to fail
         log.debug("could not describe %s: %s", function, exc)
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from .errors import SqlDlError
+from ..errors import SqlDlError
 
 AUTHENTICATOR = "sqldl.auth.SqlDlPasswordAuthenticator"
 SOURCE = Path(__file__).with_name("java") / "SqlDlPasswordAuthenticator.java"

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .catalog import InputSpec
-from .errors import ImageDecodeError
+from ..specs import InputSpec
+from ..errors import ImageDecodeError
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import ModelSpec
-from .images import decode_bytes, resize_and_crop, to_rgb, to_tensor
-from .photos import calibration_images, sample_photos
+from ..specs import ModelSpec
+from ..executor import backends
+from ..executor.images import decode_bytes, resize_and_crop, to_rgb, to_tensor
+from ..samples.photos import calibration_images, sample_photos
 
 INT8_MIN_AGREEMENT = 0.7  # top-1 agreement with fp32 on the bundled photos below which verify fails
 # How `precision: int8` quantizes, chosen with bench/int8_levers.py (bench/NOTES.md has the measurements):
@@ -96,10 +97,8 @@ def convert_fp16(fp32: Path, target: Path) -> None:
     onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(target))
 
 
-def _timed_run(path: Path, batch: np.ndarray, providers: list) -> tuple[np.ndarray, float]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=providers)
+def _timed_run(path: Path, batch: np.ndarray, device: str) -> tuple[np.ndarray, float]:
+    session = backends.get().open(str(path), device=device)
     session.run(["logits"], {"image": batch})  # warm-up
     times, logits = [], None
     for _ in range(5):
@@ -111,13 +110,11 @@ def _timed_run(path: Path, batch: np.ndarray, providers: list) -> tuple[np.ndarr
 
 def compare(spec: ModelSpec, fp32: Path, variant: Path) -> dict:
     """Top-1 agreement with fp32 on the photos, and the speed-up (fp32 time / variant time, median of 5)."""
-    import onnxruntime as ort
-
-    providers = ["CUDAExecutionProvider"] if spec.precision == "fp16" else ["CPUExecutionProvider"]
-    if spec.precision == "fp16" and "CUDAExecutionProvider" not in ort.get_available_providers():
+    device = "cuda" if spec.precision == "fp16" else "cpu"
+    if device == "cuda" and not backends.get().cuda_available():
         return {"top1_agreement_vs_fp32": None, "speedup_vs_fp32": None, "note": "fp16 is measured on a GPU only"}
     batch = np.concatenate([_photo_tensors(spec)] * 4)
-    reference, fp32_time = _timed_run(fp32, batch, providers)
-    logits, variant_time = _timed_run(variant, batch, providers)
+    reference, fp32_time = _timed_run(fp32, batch, device)
+    logits, variant_time = _timed_run(variant, batch, device)
     return {"top1_agreement_vs_fp32": float((logits.argmax(1) == reference.argmax(1)).mean()),
             "speedup_vs_fp32": round(fp32_time / variant_time, 3), "photos": len(batch) // 4}

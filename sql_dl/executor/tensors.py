@@ -18,7 +18,7 @@ from pyspark.sql.functions import arrow_udf
 from pyspark.sql.types import ArrayType, DataType, FloatType, LongType, StructField, StructType
 
 from . import runtime
-from .errors import UsageError
+from ..errors import UsageError
 from .outputs import features_array
 
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
-from .errors import one_line
+from ..errors import one_line
 
 FORMATS = ("table", "json", "csv")
 HISTORY = Path(os.environ.get("SQL_DL_HISTORY", Path.home() / ".sql_dl_history"))

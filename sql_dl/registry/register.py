@@ -8,11 +8,7 @@ to supply the model; all other entries register normally.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,22 +16,24 @@ from typing import Callable
 
 from pyspark.sql import SparkSession
 
-from . import runtime
-from .catalog import ON_ERROR, Catalog, ModelSpec, allowed_model_dirs, load_catalog
+from ..catalog import ON_ERROR, allowed_model_dirs, load_catalog
+from ..errors import CatalogError
+from ..executor import runtime
+from ..executor.kinds import ERROR, KINDS, error_task
+from ..executor.outputs import load_labels
+from ..executor.udfs import Task
+from ..specs import Catalog, ModelSpec
 from .describe import describe_function
-from .devices import check_devices, cuda_provider, spark_facts
-from .errors import CatalogError
+from .devices import check_devices, cuda_provider, nvidia_present, spark_facts
 from .hooks import load_decoder
-from .outputs import load_labels
-from .udfs import FEATURES_SQL_TYPE, TOPK_SQL_TYPE, UDF_FACTORIES, Task, error_udf
+from .inspect import ModelInfo, inspect_model, missing_message
+from .shipping import ship_file
 
 log = logging.getLogger("sql_dl")
 EVENT_LOG_CONF = "spark.sqldl.eventLog"
 ON_ERROR_CONF = "spark.sqldl.onError"  # null|fail for every entry of this session, over the catalog's choice
 MODEL_DIRS_CONF = "spark.sqldl.modelDirs"  # comma-separated directories models may come from (else any)
-ERROR_FUNCTION = "sql_dl_error"  # why an image gives NULL; registered with every catalog
 _warned: set = set()
-_shipped: set = set()
 # SparkContext -> the Registered results of its register_catalog calls, oldest first: the pyspark.ml
 # Transformers and the Python API look catalog entries up here (weak: a stopped context is forgotten)
 _registrations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -52,123 +50,14 @@ class Registered:
     tasks: dict = field(default_factory=dict)  # entry -> udfs.Task, what executors run (for Python callers)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    sha256: str
-    classes: int | None
-    feature_size: int | None
-
-
-def export_record(spec: ModelSpec) -> dict:
-    """What `sql-dl models export` recorded beside the file (``<file>.onnx.json``), or {}."""
-    path = Path(str(spec.onnx) + ".json")
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        raise CatalogError(f"{spec.where()}: {path.name} is not valid JSON (export the model again)") from None
-
-
-def expected_sha256(spec: ModelSpec) -> str | None:
-    """The catalog's sha256, else the one our exporter recorded beside the file."""
-    return spec.sha256 or export_record(spec).get("sha256")
-
-
-def missing_message(spec: ModelSpec) -> str:
-    how = (f"`sql-dl models export {spec.name} --weights pretrained` (downloads) or --weights PATH (a local "
-           ".pth/.safetensors)") if spec.source.get("exporter") else "an ONNX file"
-    return (f"model '{spec.name}' is not available: {spec.onnx} does not exist; supply it with {how}, "
-            f"or copy an ONNX file to that path")
-
-
-def inspect_model(spec: ModelSpec) -> ModelInfo:
-    """Open the model once on the driver and check it against the entry; one-line CatalogError otherwise."""
-    import onnxruntime as ort
-
-    actual = runtime.file_sha256(str(spec.onnx))
-    expected = expected_sha256(spec)
-    if expected and actual != expected:
-        raise CatalogError(f"{spec.where()}: sha256 of {spec.onnx.name} is {actual[:12]}..., the catalog expects "
-                           f"{expected[:12]}... (file changed or corrupt: export it again or fix sha256)")
-    try:
-        session = ort.InferenceSession(str(spec.onnx), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
-        raise CatalogError(f"{spec.where()}: onnx {spec.onnx.name} cannot be loaded: "
-                           f"{str(exc).splitlines()[0]}") from None
-    _check_input(spec, session.get_inputs())
-    outputs = {o.name: o.shape for o in session.get_outputs()}
-    sizes = {}
-    for key in ("scores", "features"):
-        name = getattr(spec.outputs, key)
-        if name is None:
-            continue
-        if name not in outputs:
-            raise CatalogError(f"{spec.where()}: outputs.{key} {name!r} is not an output of the model "
-                               f"(it has: {', '.join(outputs)})")
-        last = outputs[name][-1] if outputs[name] else None
-        sizes[key] = last if isinstance(last, int) else None
-    if sizes.get("scores") is not None:
-        labels = len(load_labels(spec.labels))
-        if labels != sizes["scores"]:
-            raise CatalogError(f"{spec.where()}: labels has {labels} names but output {spec.outputs.scores!r} "
-                               f"has {sizes['scores']} classes")
-    return ModelInfo(actual, sizes.get("scores"), sizes.get("features"))
-
-
-def _check_input(spec: ModelSpec, inputs: list) -> None:
-    if len(inputs) != 1:
-        raise CatalogError(f"{spec.where()}: image models take one input; {spec.onnx.name} has {len(inputs)} "
-                           f"({', '.join(i.name for i in inputs)})")
-    shape = inputs[0].shape
-    h, w = spec.input.size
-    expected = [None, 3, h, w] if spec.input.layout == "nchw" else [None, h, w, 3]
-    if len(shape) != 4:
-        raise CatalogError(f"{spec.where()}: the model's input {inputs[0].name!r} has rank {len(shape)} "
-                           f"(shape {shape}); input.layout {spec.input.layout} needs rank 4 {expected}")
-    for got, want in zip(shape[1:], expected[1:]):
-        if isinstance(got, int) and got != want:
-            raise CatalogError(f"{spec.where()}: the model's input shape is {shape}, but input.size/layout "
-                               f"say {expected}")
-
-
-def ship_model(spark: SparkSession, spec: ModelSpec, sha256: str) -> None:
-    """Send the ONNX file to every executor under its content hash (SparkContext.addFile), so executors need
-    no shared filesystem; the executor checks the hash again when it loads the copy."""
-    ship_file(spark, spec.onnx, sha256)
-
-
-def staging_dir() -> Path:
-    """Driver-side folder of files shipped to executors (and of models made by the Python API)."""
-    staging = Path(tempfile.gettempdir()) / f"sql-dl-{os.getuid()}" / "ship"
-    staging.mkdir(parents=True, exist_ok=True)
-    return staging
-
-
-def ship_file(spark: SparkSession, onnx: Path, sha256: str) -> None:
-    """:func:`ship_model` for any ONNX file whose sha256 is known (Python API models, catalog entries)."""
-    target = staging_dir() / runtime.shipped_name(sha256)
-    if not target.exists():
-        try:
-            os.link(onnx, target)  # same filesystem: no copy
-        except OSError:
-            shutil.copyfile(onnx, target)
-    key = (id(spark.sparkContext), sha256)
-    if key not in _shipped:
-        spark.sparkContext.addFile(str(target))
-        _shipped.add(key)
-
-
-def _system_functions(spark: SparkSession) -> set:
+def system_functions(spark: SparkSession) -> set:
     return {row[0].lower() for row in spark.sql("SHOW SYSTEM FUNCTIONS").collect()}
 
 
 def _register_unavailable(spark: SparkSession, name: str, kind: str, message: str) -> None:
-    """A SQL function that raises ``message`` when called: one line to the user, for binary or struct input."""
+    """A SQL function that raises ``message`` when called: one line to the user, whatever the image type."""
     literal = message.replace("\\", "\\\\").replace("'", "\\'")
-    params, returns = "image STRING", "STRING"
-    if kind == "topk":
-        params, returns = "image STRING, k INT", TOPK_SQL_TYPE.simpleString()
-    elif kind == "featurize":
-        returns = FEATURES_SQL_TYPE.simpleString()
+    params, returns = KINDS[kind].sql_signature()
     spark.sql(f"CREATE OR REPLACE TEMPORARY FUNCTION {name}({params}) RETURNS {returns} "
               f"RETURN raise_error('{literal}')")
 
@@ -177,7 +66,7 @@ def prepare_task(spark: SparkSession, spec: ModelSpec, decoder: Callable | None 
     """Check the model on the driver, ship it to executors, and make the Task they run (catalog entries and
     Python API models alike; ``decoder`` is the API's callable preprocessor, else the entry's hook)."""
     info = inspect_model(spec)
-    ship_model(spark, spec, info.sha256)
+    ship_file(spark, spec.onnx, info.sha256)
     if decoder is None and spec.input.decoder:
         decoder = load_decoder(spec.input.decoder, spec.where())
     event_log = spark.conf.get(EVENT_LOG_CONF, None) or None
@@ -194,7 +83,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
     instructions, and one warning names the absent entries.
     """
     catalog = load_catalog(path, allowed_model_dirs(spark.conf.get(MODEL_DIRS_CONF, None) or None))
-    builtins = _system_functions(spark)
+    builtins = system_functions(spark)
     _check_devices(spark, catalog)
     session_on_error(spark)  # a bad spark.sqldl.onError fails here, once, before any entry
     result = Registered(catalog)
@@ -208,15 +97,24 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
             continue
         info, task = prepare_task(spark, spec)
         for kind, fn in spec.functions.items():
-            spark.udf.register(fn, UDF_FACTORIES[kind](task))
-            describe_function(spark, fn, kind, spec, info.sha256, info.classes, info.feature_size)
+            spark.udf.register(fn, KINDS[kind].udf(task))
+            describe_function(spark, fn, KINDS[kind], spec, info)
             result.functions[fn] = (spec.name, kind)
         result.models[spec.name] = info
         result.tasks[spec.name] = task
-    spark.udf.register(ERROR_FUNCTION, error_udf())
+    _register_error_function(spark, result)
     _warn_missing(result)
     _registrations.setdefault(spark.sparkContext, []).append(result)
     return result
+
+
+def _register_error_function(spark: SparkSession, result: Registered) -> None:
+    """sql_dl_error knows every entry registered in this Spark session (its decoding and decoder hook)."""
+    entries = {name: (name, task.input, task.decoder) for registered in registrations(spark)
+               for name, task in registered.tasks.items()}
+    entries.update({name: (name, task.input, task.decoder) for name, task in result.tasks.items()})
+    spark.udf.register(ERROR.sql_name, ERROR.udf(error_task(list(entries.values()))))
+    describe_function(spark, ERROR.sql_name, ERROR)
 
 
 def _check_devices(spark: SparkSession, catalog: Catalog) -> None:
@@ -225,7 +123,7 @@ def _check_devices(spark: SparkSession, catalog: Catalog) -> None:
     if not any(spec.device != "cpu" for spec in available):
         return
     conf, local = spark_facts(spark)
-    warning = check_devices(available, conf, local, cuda_provider())
+    warning = check_devices(available, conf, local, cuda_provider(), nvidia_present())
     if warning and warning not in _warned:
         _warned.add(warning)
         log.warning("%s", warning)

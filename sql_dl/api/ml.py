@@ -25,9 +25,10 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.functions import col
 
-from .errors import UsageError
+from ..errors import UsageError
 from .sources import catalog_entry
-from .udfs import Task, featurize_udf, fixed_topk_udf, probabilities_udf
+from ..executor.kinds import KINDS
+from ..executor.udfs import Task
 
 
 class _CatalogModelParams(HasInputCol, HasOutputCol):
@@ -58,9 +59,9 @@ class _CatalogModelParams(HasInputCol, HasOutputCol):
 
 def features_column(task: Task, input_col: str) -> Column:
     """An MLlib Vector per image: the SQL path's featurize array, converted in the JVM (no Python round trip)."""
-    if task.outputs.features is None:
+    if task.outputs.get("features") is None:
         raise UsageError(f"model '{task.ref.name}' has no features output (outputs.features in its catalog entry)")
-    return array_to_vector(featurize_udf(task)(col(input_col)))
+    return array_to_vector(KINDS["featurize"].udf(task)(col(input_col)))
 
 
 def cached_column(task: Task, input_col: str) -> str:
@@ -120,14 +121,14 @@ class DeepImagePredictor(Transformer, _CatalogModelParams, DefaultParamsReadable
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         task = self._task(dataset.sparkSession)
-        if task.outputs.scores is None:
+        if task.outputs.get("scores") is None:
             raise UsageError(f"DeepImagePredictor: model '{task.ref.name}' has no scores output")
         images = col(self.getInputCol())
         if self.getDecodePredictions():
             if self.getTopK() <= 0:
                 raise UsageError(f"DeepImagePredictor: topK must be a positive integer, got {self.getTopK()}")
-            return dataset.withColumn(self.getOutputCol(), fixed_topk_udf(task, self.getTopK())(images))
-        return dataset.withColumn(self.getOutputCol(), array_to_vector(probabilities_udf(task)(images)))
+            return dataset.withColumn(self.getOutputCol(), KINDS["topk"].udf(task, k=self.getTopK())(images))
+        return dataset.withColumn(self.getOutputCol(), array_to_vector(KINDS["probabilities"].udf(task)(images)))
 
 
 def cache_features(dataset: DataFrame, inputCol: str, modelNames: Sequence[str]) -> DataFrame:

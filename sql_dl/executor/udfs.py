@@ -4,7 +4,7 @@ Each UDF is a scalar ``arrow_udf`` (Spark 4.1+): images
 arrive as Arrow arrays (binary, or the image source's struct) with no pandas
 conversion, and results leave as Arrow arrays. The closures carry only a
 frozen :class:`Task`; model loading and caching happen in
-:mod:`sql_dl.runtime`'s module-level functions (see its docstring for why).
+:mod:`sql_dl.executor.runtime`'s module-level functions (see its docstring for why).
 A row whose image cannot be decoded becomes NULL; the query goes on.
 """
 from __future__ import annotations
@@ -15,18 +15,11 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql.functions import arrow_udf
-from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, StructField, StructType
 
 from . import runtime
-from .catalog import InputSpec, OutputSpec
-from .errors import ImageDecodeError
-from .images import decode_error, image_to_pixels, to_tensor
-from .outputs import features_array, probabilities, top1_array, topk_array
-
-TOPK_SQL_TYPE = ArrayType(StructType([StructField("label", StringType()), StructField("index", IntegerType()),
-                                      StructField("score", FloatType())]))
-FEATURES_SQL_TYPE = ArrayType(FloatType())
+from ..errors import ImageDecodeError
+from ..specs import InputSpec, OutputSpec
+from .images import image_to_pixels, to_tensor
 
 
 @dataclass(frozen=True)
@@ -83,12 +76,12 @@ def infer(task: Task, images: pa.Array) -> tuple[np.ndarray, dict]:
     """Run the model on one Arrow batch: (valid mask, every output the entry names, for the valid rows).
 
     Rows are decoded and run ``batch_size`` at a time, so each chunk's pixels are still in the CPU caches
-    when the network reads them (decoding the whole Arrow batch first measured ~10% slower, bench/NOTES.md).
+    when the network reads them (decoding the whole Arrow batch first measured ~3% slower, bench/NOTES.md).
     All outputs come from one ONNX Runtime run and are remembered for the batch, so a query that calls
     predict_NAME and featurize_NAME on the same column (one Arrow evaluation, same input buffers) runs
     the network once.
     """
-    names = list(dict.fromkeys(n for n in (task.outputs.scores, task.outputs.features) if n is not None))
+    names = task.outputs.onnx_names()
 
     def compute() -> tuple[np.ndarray, dict]:
         valid, parts = np.zeros(len(images), dtype=bool), {name: [] for name in names}
@@ -109,72 +102,3 @@ def _batch_key(task: Task, images: pa.Array) -> tuple:
     buffers = tuple(b.address if b is not None else 0 for b in images.buffers())
     return (task.ref.sha256, id(task.decoder), task.input, task.outputs, task.on_error, images.offset,
             len(images), buffers)
-
-
-def predict_batch(task: Task, images: pa.Array) -> pa.Array:
-    valid, outputs = infer(task, images)
-    return top1_array(outputs[task.outputs.scores], valid, task.labels)
-
-
-def topk_batch(task: Task, images: pa.Array, ks: pa.Array) -> pa.Array:
-    valid, outputs = infer(task, images)
-    scores = outputs[task.outputs.scores]
-    probs = probabilities(scores, task.outputs.scores_are) if len(scores) else scores
-    k_values = np.asarray(ks.to_pylist(), dtype=object)[valid]
-    return topk_array(probs, valid, k_values, task.labels)
-
-
-def featurize_batch(task: Task, images: pa.Array) -> pa.Array:
-    valid, outputs = infer(task, images)
-    return features_array(outputs[task.outputs.features], valid)
-
-
-def probabilities_batch(task: Task, images: pa.Array) -> pa.Array:
-    """Class probabilities (softmax of logits unless the model gives probabilities) as ARRAY<FLOAT>."""
-    valid, outputs = infer(task, images)
-    scores = outputs[task.outputs.scores]
-    return features_array(probabilities(scores, task.outputs.scores_are) if len(scores) else scores, valid)
-
-
-# Scalar (not iterator) Arrow UDFs: Spark evaluates several of them in one Python worker over the same
-# batch, so predict + featurize in one query share a worker, a loaded model and (through infer) one run.
-# Iterator UDFs each get their own evaluation node and worker: two model copies, two runs.
-def predict_udf(task: Task):
-    def predict(images: pa.Array) -> pa.Array:
-        return predict_batch(task, images)
-    return arrow_udf(predict, StringType())
-
-
-def topk_udf(task: Task):
-    def predict_topk(images: pa.Array, ks: pa.Array) -> pa.Array:
-        return topk_batch(task, images, ks)
-    return arrow_udf(predict_topk, TOPK_SQL_TYPE)
-
-
-def featurize_udf(task: Task):
-    def featurize(images: pa.Array) -> pa.Array:
-        return featurize_batch(task, images)
-    return arrow_udf(featurize, FEATURES_SQL_TYPE)
-
-
-def probabilities_udf(task: Task):
-    def class_probabilities(images: pa.Array) -> pa.Array:
-        return probabilities_batch(task, images)
-    return arrow_udf(class_probabilities, FEATURES_SQL_TYPE)
-
-
-def fixed_topk_udf(task: Task, k: int):
-    """One-argument top-k (``k`` fixed when the function is made): the Python API's output="topk"."""
-    def predict_topk(images: pa.Array) -> pa.Array:
-        return topk_batch(task, images, pa.array([k] * len(images), pa.int32()))
-    return arrow_udf(predict_topk, TOPK_SQL_TYPE)
-
-
-def error_udf():
-    """``sql_dl_error(image)``: why a row's image gives NULL (one line), or NULL when it decodes fine."""
-    def sql_dl_error(images: pa.Array) -> pa.Array:
-        return pa.array([decode_error(cell) for cell in images.to_pylist()], pa.string())
-    return arrow_udf(sql_dl_error, StringType())
-
-
-UDF_FACTORIES = {"predict": predict_udf, "topk": topk_udf, "featurize": featurize_udf}

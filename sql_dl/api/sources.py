@@ -1,7 +1,7 @@
 """Where a Python API model comes from: a ``torch.nn.Module``, an ONNX file path or bytes, or a catalog entry.
 
 Every kind ends as an ONNX file on the driver, shipped to executors by content hash like catalog models
-(:func:`sql_dl.registry.ship_file`), so executors need only onnxruntime. A Module is exported here with
+(:func:`sql_dl.registry.ship_file`), so executors need only the model runtime. A Module is exported here with
 export.py's settings and compared with PyTorch before anything runs: an export can run and answer wrongly.
 Files made here are written to the driver's staging folder under the very name executors receive them by
 (``sql-dl-<sha256>.onnx``), so the same model passed twice is written and shipped once.
@@ -12,24 +12,46 @@ import hashlib
 import os
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import registry, runtime
-from .catalog import IDENTIFIER, ModelSpec
-from .errors import CatalogError, ModelUnavailableError, UsageError
-from .udfs import Task
+from .. import registry
+from ..catalog import IDENTIFIER
+from ..errors import CatalogError, ModelUnavailableError, UsageError, first_line
+from ..executor import backends, runtime
+from ..executor.backends import LoadedModel
+from ..executor.udfs import Task
+from ..specs import ModelSpec
 
 DEFAULT_CATALOG = "models.yaml"  # registered on first use when a session registered none
 CHECK_ROWS = 5  # the export traces 2 rows; verification runs 5, so a batch dimension fixed by mistake shows
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+# --------------------------------------------------------------------------- arguments every register_* takes
+
+def model_options(batch_size: Any, device: Any, what: str) -> dict:
+    """The batch_size and device a caller gave, checked."""
+    options = {}
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise UsageError(f"{what}: batch_size must be a positive integer, got {batch_size!r}")
+        options["batch_size"] = batch_size
+    if device is not None:
+        if device not in ("auto", "cpu", "cuda"):
+            raise UsageError(f"{what}: device must be auto, cpu or cuda, got {device!r}")
+        options["device"] = device
+    return options
+
+
+def check_function_name(spark: Any, name: Any, what: str) -> None:
+    """A SQL identifier that does not shadow one of Spark's built-in functions."""
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise UsageError(f"{what}: the function name must be a SQL identifier (letters, digits, _)")
+    if name.lower() in registry.system_functions(spark):
+        raise UsageError(f"{what}: '{name}' clashes with Spark's built-in function of that name; choose another")
+
 
 
 # --------------------------------------------------------------------------- catalog entries
@@ -83,13 +105,12 @@ def onnx_file(model: Any, what: str) -> tuple[Path, str]:
                      f"name; got {type(model).__name__}")
 
 
-def open_model(path: Path, what: str) -> Any:
-    import onnxruntime as ort
-
+def open_model(path: Path, what: str) -> LoadedModel:
     try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own types for bad files
-        raise UsageError(f"{what}: {path.name} is not a loadable ONNX model: {first_line(exc)}") from None
+        return backends.get().open(str(path))
+    except Exception as exc:  # noqa: BLE001 - runtimes raise their own types for bad files
+        raise UsageError(f"{what}: {path.name} is not a loadable ONNX model: "
+                         f"{first_line(exc, typed=True)}") from None
 
 
 # --------------------------------------------------------------------------- torch modules
@@ -99,44 +120,14 @@ def is_torch_module(model: Any) -> bool:
     return torch is not None and isinstance(model, torch.nn.Module)
 
 
-def _torch_outputs(module: Any, inputs: list, what: str) -> list[np.ndarray]:
-    import torch
-
-    shapes = ", ".join(str(list(x.shape)) for x in inputs)
-    try:
-        with torch.no_grad():
-            result = module(*[torch.from_numpy(x) for x in inputs])
-    except Exception as exc:  # noqa: BLE001 - a user's model: report its failure in one line
-        raise UsageError(f"{what}: the torch model cannot run on inputs of shape {shapes}: {first_line(exc)}") \
-            from None
-    result = result if isinstance(result, (tuple, list)) else (result,)
-    if not result or not all(isinstance(t, torch.Tensor) for t in result):
-        raise UsageError(f"{what}: the torch model must return a tensor or a tuple of tensors, "
-                         f"got {type(result).__name__}")
-    return [t.detach().cpu().numpy() for t in result]
-
-
 def export_module(module: Any, inputs: list, input_names: list, name_outputs: Callable[[int], list],
                   what: str) -> tuple[Path, str]:
-    """Export ``module`` (eval mode) with export.py's settings, check ONNX Runtime against PyTorch on
-    ``inputs`` (CHECK_ROWS rows each), and return the shipped file. ``name_outputs(n)`` names n outputs."""
-    from .export import RELATIVE_TOLERANCE, relative_error, torch_to_onnx
+    """Export ``module`` with the build settings, check the runtime against PyTorch on ``inputs``
+    (CHECK_ROWS rows each), and return the shipped file. ``name_outputs(n)`` names n outputs."""
+    from ..build.export import RELATIVE_TOLERANCE, relative_error
+    from ..build.user_module import export_user_module
 
-    import torch
-
-    modes = {part: part.training for part in module.modules()}  # restored as they were, part by part
-    module.eval()
-    try:
-        expected = _torch_outputs(module, inputs, what)
-        names = name_outputs(len(expected))
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.onnx"
-            torch_to_onnx(module, tuple(torch.from_numpy(x[:2]) for x in inputs), path, input_names, names,
-                          f"the torch model of {what}")
-            blob = path.read_bytes()
-    finally:
-        for part, training in modes.items():
-            part.training = training
+    blob, names, expected = export_user_module(module, inputs, input_names, name_outputs, what)
     path, sha = write_onnx(blob)
     actual = open_model(path, what).run(names, dict(zip(input_names, inputs)))
     error = relative_error([a.astype(np.float64) for a in actual], [e.astype(np.float64) for e in expected])

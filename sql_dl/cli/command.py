@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from .catalog import load_catalog
-from .errors import SqlDlError, one_line
+from ..catalog import load_catalog
+from ..errors import SqlDlError, one_line
 from .shell import FORMATS, interactive, run_script, write_rows
 
 CATALOG = click.option("--catalog", default="models.yaml", show_default=True, type=click.Path(dir_okay=False),
@@ -30,16 +30,17 @@ def _quiet_logging() -> None:
     logging.getLogger("py4j").setLevel(logging.CRITICAL)
 
 
-def _session(master: str | None, catalog: str):
-    from .session import build_session
+class _Commands(click.Group):
+    """Every command's SqlDlError becomes one line (``Error: ...``, exit code 1) here, in one place."""
 
-    try:
-        return build_session(master=master, catalog=catalog)
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SqlDlError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+@click.group(cls=_Commands)
 @click.version_option(package_name="sql-dl")
 def main() -> None:
     """sql-dl: deep-learning models as Spark SQL functions."""
@@ -60,7 +61,9 @@ def sql_command(query: str | None, file, fmt: str, progress: bool | None, catalo
 
     With neither -e nor -f, an interactive prompt: end statements with ';'.
     """
-    spark = _session(master, catalog)
+    from ..session import build_session
+
+    spark = build_session(master=master, catalog=catalog)
     progress = sys.stderr.isatty() if progress is None else progress
     if query is not None or file is not None:
         sys.exit(run_script(spark, query if query is not None else file.read(), fmt, progress=progress))
@@ -69,11 +72,11 @@ def sql_command(query: str | None, file, fmt: str, progress: bool | None, catalo
 
 @main.group()
 def models() -> None:
-    """List, describe and export the catalog's models."""
+    """List, describe, export and verify the catalog's models; write new entries."""
 
 
 def _entry_summary(spec) -> dict:
-    from .registry import export_record
+    from ..registry import export_record
 
     record = export_record(spec) if spec.available else {}
     return {"name": spec.name, "onnx": str(spec.onnx), "available": spec.available,
@@ -87,7 +90,7 @@ def _entry_summary(spec) -> dict:
 @CATALOG
 def models_list(fmt: str, catalog: str) -> None:
     """Every catalog entry: its ONNX file, whether it is present, its SQL functions."""
-    entries = [_entry_summary(spec) for spec in _catalog(catalog)]
+    entries = [_entry_summary(spec) for spec in load_catalog(catalog)]
     if fmt == "json":
         for entry in entries:
             click.echo(json.dumps(entry))
@@ -101,11 +104,11 @@ def models_list(fmt: str, catalog: str) -> None:
 @CATALOG
 def models_describe(name: str, catalog: str) -> None:
     """One entry, resolved: preprocessing, outputs, labels, sha256, source."""
-    from .registry import expected_sha256
+    from ..registry import expected_sha256
 
-    spec = _get(catalog, name)
+    spec = load_catalog(catalog).get(name)
     info = {**_entry_summary(spec), "sha256": expected_sha256(spec) if spec.available else None, "source": spec.source,
-            "preprocessing": spec.input.describe(), "outputs": vars(spec.outputs), "batch_size": spec.batch_size}
+            "preprocessing": spec.input.describe(), "outputs": spec.outputs.as_dict(), "batch_size": spec.batch_size}
     click.echo(json.dumps(info, indent=2))
 
 
@@ -118,18 +121,14 @@ def models_describe(name: str, catalog: str) -> None:
 @CATALOG
 def models_export(name: str, weights: str, out: str | None, catalog: str) -> None:
     """Export an entry to ONNX, verify it against PyTorch, record its sha256."""
-    from .export import export_onnx
+    from ..build.export import export_onnx
 
-    weights = "pretrained" if weights == "torchvision" else weights
-    try:
-        path = export_onnx(_get(catalog, name), weights, out)
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
+    path = export_onnx(load_catalog(catalog).get(name), weights, out)
     click.echo(f"exported {name} -> {path} (verified against PyTorch{_precision_note(path)})")
 
 
 def _precision_note(path: Path) -> str:
-    from .export import sidecar
+    from ..build.export import sidecar
 
     record = json.loads(sidecar(path).read_text())
     if record.get("top1_agreement_vs_fp32") is None:
@@ -145,19 +144,16 @@ def _precision_note(path: Path) -> str:
 @CATALOG
 def models_verify(name: str, weights: str | None, catalog: str) -> None:
     """Run PyTorch and ONNX Runtime on the same real photos and a random tensor; exit 1 if they disagree."""
-    from .export import build_torch_model, verify
-    from .registry import export_record
+    from ..build.export import build_torch_model, verify
+    from ..registry import export_record
 
-    spec = _get(catalog, name)
+    spec = load_catalog(catalog).get(name)
     if not spec.available:
         raise click.ClickException(f"{spec.onnx} does not exist: run `sql-dl models export {name}` first")
     weights = weights or export_record(spec).get("weights") or "pretrained"
     if spec.precision != "fp32":
         sys.exit(_verify_lower_precision(spec, weights))
-    try:
-        result = verify(spec, build_torch_model(spec, weights), spec.onnx)
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = verify(spec, build_torch_model(spec, weights), spec.onnx)
     click.echo(f"{name}: {result.inputs} inputs, max relative error {result.max_relative_error:.2e}, "
                f"top-5 agreement {result.top5_agreement:.0%} ({'ok' if result.ok else 'MISMATCH'})")
     if not result.ok:
@@ -169,14 +165,11 @@ def _verify_lower_precision(spec, weights: str) -> int:
     import dataclasses
     import tempfile
 
-    from .export import export_onnx
-    from .precision import INT8_MIN_AGREEMENT, compare
+    from ..build.export import export_onnx
+    from ..build.precision import INT8_MIN_AGREEMENT, compare
 
     with tempfile.TemporaryDirectory() as folder:
-        try:
-            fp32 = export_onnx(dataclasses.replace(spec, precision="fp32"), weights, folder)
-        except SqlDlError as exc:
-            raise click.ClickException(str(exc)) from None
+        fp32 = export_onnx(dataclasses.replace(spec, precision="fp32"), weights, folder)
         result = compare(spec, fp32, spec.onnx)
     agreement = result["top1_agreement_vs_fp32"]
     if agreement is None:
@@ -195,12 +188,9 @@ def _verify_lower_precision(spec, weights: str) -> int:
 @click.option("--weights", default="DEFAULT", show_default=True, help="torchvision weights name (e.g. IMAGENET1K_V2).")
 def models_new(name: str, exporter: str, arch: str, weights: str) -> None:
     """Print a catalog entry whose preprocessing comes from the weights' own metadata (append it to models.yaml)."""
-    from .zoo import entry_yaml
+    from ..build.zoo import entry_yaml
 
-    try:
-        click.echo(entry_yaml(name, exporter, arch, weights), nl=False)
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
+    click.echo(entry_yaml(name, exporter, arch, weights), nl=False)
 
 
 @main.command("serve")
@@ -225,10 +215,7 @@ def serve_command(host: str, port: int, init: str | None, auth: str, password_fi
     if len(settings) != len(hiveconf):
         raise click.ClickException("--hiveconf takes KEY=VALUE")
     options = ServeOptions(host, port, catalog, master, init, auth, password_file, settings)
-    try:
-        sys.exit(serve(options, announce=lambda line: click.echo(line)))
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
+    sys.exit(serve(options, announce=lambda line: click.echo(line)))
 
 
 @main.command("passwd")
@@ -243,10 +230,7 @@ def passwd_command(password_file: str, user: str, password_stdin: bool) -> None:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-    try:
-        add_user(password_file, user, password)
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
+    add_user(password_file, user, password)
     click.echo(f"{user} saved in {password_file}")
 
 
@@ -256,30 +240,17 @@ def passwd_command(password_file: str, user: str, password_stdin: bool) -> None:
 @MASTER
 def demo(photos: str, catalog: str, master: str | None) -> None:
     """Label real photos with EfficientNet-Lite0 through Spark SQL."""
-    from .photos import make_photo_dir
+    from ..samples.photos import make_photo_dir
+    from ..session import build_session
 
     make_photo_dir(photos)
-    spark = _session(master, catalog)
+    spark = build_session(master=master, catalog=catalog)
     query = (f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, top[0].label AS label, "
              f"round(top[0].score, 3) AS score\n"
              f"FROM (SELECT path, predict_efficientnet_lite0_topk(content, 1) AS top\n"
              f"      FROM binaryFile.`{Path(photos).resolve()}/*.jpg`)\nORDER BY file")
     click.echo(query + ";")
     sys.exit(run_script(spark, query, "table"))
-
-
-def _catalog(path: str):
-    try:
-        return load_catalog(path)
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _get(catalog: str, name: str):
-    try:
-        return _catalog(catalog).get(name)
-    except SqlDlError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def run() -> None:

@@ -12,7 +12,7 @@ import math
 
 import yaml
 
-from .errors import ExportError
+from ..errors import ExportError
 
 
 def torchvision_input(arch: str, weights: str = "DEFAULT") -> tuple[dict, str]:

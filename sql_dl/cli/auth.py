@@ -13,10 +13,10 @@ import ipaddress
 import os
 import secrets
 import socket
-import subprocess
 from pathlib import Path
 
 from ..errors import SqlDlError
+from ..jvm import compile_java
 
 AUTHENTICATOR = "sqldl.auth.SqlDlPasswordAuthenticator"
 SOURCE = Path(__file__).with_name("java") / "SqlDlPasswordAuthenticator.java"
@@ -59,28 +59,12 @@ def add_user(path: str | Path, user: str, password: str) -> None:
     os.chmod(path, 0o600)
 
 
-def _pyspark_jars() -> Path:
-    import pyspark
-
-    return Path(pyspark.__file__).parent / "jars"
-
-
 def compile_authenticator(cache: Path | None = None) -> Path:
     """The folder holding the compiled authenticator class (compiled once per source version)."""
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + str(_pyspark_jars()).encode()).hexdigest()[:16]
-    out = (cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sql-dl") / f"auth-{key}"
-    if (out / "sqldl" / "auth" / "SqlDlPasswordAuthenticator.class").is_file():
-        return out
-    jars = _pyspark_jars()
-    janino = [str(next(jars.glob(f"{name}-*.jar"))) for name in ("janino", "commons-compiler")]
-    classpath = os.pathsep.join(str(j) for j in sorted(jars.glob("*.jar")))
-    out.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["java", "-cp", os.pathsep.join(janino), "org.codehaus.commons.compiler.samples.CompilerDemo",
-                             "-d", str(out), "-classpath", classpath, str(SOURCE)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise AuthError(f"compiling the password authenticator failed: {result.stderr.strip().splitlines()[-1:]}")
-    return out
+    try:
+        return compile_java(SOURCE, "sqldl/auth/SqlDlPasswordAuthenticator.class", cache)
+    except SqlDlError as exc:
+        raise AuthError(f"the password authenticator: {exc}") from None
 
 
 def password_settings(password_file: str | Path) -> dict:

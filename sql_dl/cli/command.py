@@ -196,9 +196,13 @@ def models_new(name: str, exporter: str, arch: str, weights: str) -> None:
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback needs authentication.")
-@click.option("--port", default=10000, show_default=True, type=int)
+@click.option("--port", default=None, type=int, help="Port to listen on  [default: 10000; 15002 with --connect]")
 @click.option("--init", "init", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="SQL file run at start, e.g. CREATE TEMPORARY VIEW photos USING binaryFile OPTIONS (path '...').")
+              help="SQL file run once at start in the server's own session, e.g. CREATE TABLE photos USING "
+                   "binaryFile OPTIONS (path '...'): tables and views it creates are seen by every session.")
+@click.option("--single-session", is_flag=True,
+              help="All JDBC/ODBC connections share one Spark session (temporary views, SET values).")
+@click.option("--connect", is_flag=True, help="Serve Spark Connect (sc://HOST:PORT) instead of JDBC/ODBC.")
 @click.option("--auth", type=click.Choice(("none", "password")), default="none", show_default=True)
 @click.option("--password-file", default=None, type=click.Path(dir_okay=False),
               help="For --auth password: users and salted hashes, written by `sql-dl passwd`.")
@@ -206,16 +210,37 @@ def models_new(name: str, exporter: str, arch: str, weights: str) -> None:
               help="Extra HiveServer2 settings, e.g. hive.server2.authentication=LDAP (repeatable).")
 @CATALOG
 @MASTER
-def serve_command(host: str, port: int, init: str | None, auth: str, password_file: str | None,
-                  hiveconf: tuple, catalog: str, master: str | None) -> None:
-    """A HiveServer2-compatible Thrift (JDBC/ODBC) server with every catalog function registered."""
+def serve_command(host: str, port: int | None, init: str | None, single_session: bool, connect: bool, auth: str,
+                  password_file: str | None, hiveconf: tuple, catalog: str, master: str | None) -> None:
+    """A HiveServer2-compatible Thrift (JDBC/ODBC) server, or a Spark Connect server, with every catalog
+    function in every client's session."""
     from .server import ServeOptions, serve
 
     settings = dict(item.split("=", 1) for item in hiveconf if "=" in item)
     if len(settings) != len(hiveconf):
         raise click.ClickException("--hiveconf takes KEY=VALUE")
-    options = ServeOptions(host, port, catalog, master, init, auth, password_file, settings)
+    options = ServeOptions(host, port, catalog, master, init, auth, password_file, settings, single_session, connect)
     sys.exit(serve(options, announce=lambda line: click.echo(line)))
+
+
+@main.command("extension")
+@click.option("--defaults/--no-defaults", default=True, show_default=True,
+              help="Also print sql-dl's tuned Spark settings (Arrow batch size, worker reuse, file packing).")
+@CATALOG
+def extension_command(defaults: bool, catalog: str) -> None:
+    """Print spark-defaults.conf lines that put the catalog's functions into every Spark session of a stock
+    Spark tool (bin/spark-sql, a Thrift server, a Spark Connect server, spark-submit).
+
+    Use them as `--properties-file FILE` or append them to $SPARK_HOME/conf/spark-defaults.conf.
+    """
+    from ..extension import extension_settings
+    from ..session import PACKAGE_CONF, read_spark_defaults
+
+    load_catalog(catalog)  # a bad catalog is one line here, not at the tool's start-up
+    settings = {**(read_spark_defaults(PACKAGE_CONF / "spark-defaults.conf") if defaults else {}),
+                **extension_settings(catalog), "spark.pyspark.python": sys.executable}
+    for key, value in settings.items():
+        click.echo(f"{key} {value}")
 
 
 @main.command("passwd")

@@ -1,13 +1,18 @@
-"""`sql-dl serve`: Spark's HiveServer2-compatible Thrift server with every catalog function registered.
+"""`sql-dl serve`: Spark's HiveServer2-compatible Thrift server, or a Spark Connect server, with every
+catalog function in every session.
 
-The server runs inside this Python process's Spark driver (the JVM is our child),
-in single-session mode, so every JDBC/ODBC connection sees the same functions and
-the views that ``--init`` creates. It prints ``listening on HOST:PORT`` once the
-port accepts connections, and on SIGTERM or SIGINT stops the server, the session
-and the JVM, and exits 0.
+The server runs inside this Python process's Spark driver (the JVM is our child). The catalog reaches
+every session through sql-dl's Spark extension (:mod:`sql_dl.extension`): each JDBC/ODBC connection gets
+its own Spark session (its temporary views, ``SET`` values and current database are its own), and so does
+each Spark Connect client; ``--single-session`` shares one session among all JDBC connections instead.
+``--init`` runs once, in the server's own session: the tables and (non-temporary) views it creates are
+seen by every session, its temporary views only in single-session mode. The server prints ``listening on
+HOST:PORT`` once the port accepts connections, and on SIGTERM or SIGINT stops the server, the session and
+the JVM, and exits 0.
 """
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -15,35 +20,55 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .auth import check_bind, password_settings
 from ..errors import SqlDlError, one_line
+from ..extension import extension_settings
 from ..session import build_session
+from .auth import check_bind, password_settings
 from .shell import split_statements
+
+CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 
 
 @dataclass
 class ServeOptions:
     host: str = "127.0.0.1"
-    port: int = 10000
+    port: int | None = None  # 10000 for JDBC/ODBC, 15002 for Spark Connect
     catalog: str = "models.yaml"
     master: str | None = None
     init: str | None = None  # a .sql file run at start (e.g. CREATE TEMPORARY VIEW ...)
     auth: str = "none"  # "none" | "password"
     password_file: str | None = None
     hiveconf: dict = field(default_factory=dict)  # extra hive.server2.* settings (LDAP, Kerberos, ...)
+    single_session: bool = False  # all JDBC connections share one Spark session
+    connect: bool = False  # serve Spark Connect instead of JDBC/ODBC
+
+    def __post_init__(self) -> None:
+        if self.port is None:
+            self.port = 15002 if self.connect else 10000
 
 
 def server_settings(options: ServeOptions) -> dict:
-    settings = {
-        "spark.sql.hive.thriftServer.singleSession": "true",  # all connections share functions and views
+    settings = extension_settings(options.catalog)
+    if options.connect:
+        if options.auth != "none" or options.hiveconf or options.single_session:
+            raise SqlDlError("--connect serves Spark Connect, which has no login: --auth, --hiveconf and "
+                             "--single-session apply to the JDBC/ODBC server only")
+        check_bind(options.host, "NONE")
+        settings.update({"spark.plugins": CONNECT_PLUGIN, "spark.connect.grpc.binding.port": str(options.port),
+                         "spark.connect.grpc.binding.address": options.host})
+        return settings
+    settings.update({
+        "spark.sql.hive.thriftServer.singleSession": str(options.single_session).lower(),
         "hive.server2.thrift.port": str(options.port),
         "hive.server2.thrift.bind.host": options.host,
         "hive.server2.transport.mode": "binary",
-    }
+    })
     if options.auth == "password":
         if not options.password_file:
             raise SqlDlError("--auth password needs --password-file FILE (create it with `sql-dl passwd FILE USER`)")
-        settings.update(password_settings(options.password_file))
+        auth = password_settings(options.password_file)
+        classpath = os.pathsep.join([settings["spark.driver.extraClassPath"], auth.pop("spark.driver.extraClassPath")])
+        settings.update({**auth, "spark.driver.extraClassPath": classpath})
     settings.update(options.hiveconf)
     check_bind(options.host, settings.get("hive.server2.authentication", "NONE"))
     return settings
@@ -80,6 +105,15 @@ def run_init(spark, path: str) -> None:
             raise SqlDlError(f"{path}: statement {number} failed: {one_line(exc)}") from None
 
 
+def _check_extension(spark) -> None:
+    """Every client gets a new session: make sure the extension gave new sessions the functions."""
+    try:
+        spark.newSession().sql("DESCRIBE FUNCTION sql_dl_error").collect()
+    except Exception:  # noqa: BLE001 - the reason is in the JVM's log, which the message names
+        raise SqlDlError("new Spark sessions have no sql-dl functions: the extension could not prepare the "
+                         "catalog (see logs/jvm-stderr.log)") from None
+
+
 def start(options: ServeOptions):
     """Build the session, run ``--init``, start the Thrift server; returns (spark, server) once listening."""
     settings = server_settings(options)
@@ -88,8 +122,9 @@ def start(options: ServeOptions):
     try:
         if options.init:
             run_init(spark, options.init)
-        server = spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
-            spark._jsparkSession.sqlContext())
+        server = None if options.connect else spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2\
+            .startWithContext(spark._jsparkSession.sqlContext())
+        _check_extension(spark)
         _wait_until_listening(options.host, options.port)
     except BaseException:
         stop(spark)

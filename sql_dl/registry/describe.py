@@ -38,12 +38,19 @@ def note(spec: ModelSpec, info: ModelInfo) -> str:
     return "\n" + "".join(f"    {line}\n" for line in lines) + "  "
 
 
+def description(kind: Kind, spec: ModelSpec | None = None, info: ModelInfo | None = None) -> dict:
+    """ExpressionInfo's texts for a function of ``kind``: usage, arguments, examples, note (the model card)."""
+    usage = kind.usage.format(model=spec.name if spec else "", features=(info and info.feature_size) or "?")
+    extra = "".join(f"      * {arg.name} - {arg.text}\n" for arg in kind.args)
+    return {"usage": usage, "arguments": ARGUMENTS.format(extra=extra),
+            "examples": EXAMPLES.format(args=kind.example_args),
+            "note": note(spec, info) if spec is not None and info is not None else ""}
+
+
 def describe_function(spark: SparkSession, function: str, kind: Kind, spec: ModelSpec | None = None,
                       info: ModelInfo | None = None) -> None:
     """Replace the empty description Spark gave the Python UDF ``function`` (best effort)."""
-    usage = kind.usage.format(model=spec.name if spec else "", features=(info and info.feature_size) or "?")
-    extra = "".join(f"      * {arg.name} - {arg.text}\n" for arg in kind.args)
-    card = note(spec, info) if spec is not None and info is not None else ""
+    text = description(kind, spec, info)
     try:
         jvm = spark._jvm
         registry = spark._jsparkSession.sessionState().functionRegistry()
@@ -51,8 +58,8 @@ def describe_function(spark: SparkSession, function: str, kind: Kind, spec: Mode
         builder = registry.lookupFunctionBuilder(identifier).get()
         current = registry.lookupFunction(identifier).get()
         info_object = jvm.org.apache.spark.sql.catalyst.expressions.ExpressionInfo(
-            current.getClassName(), None, function, usage, ARGUMENTS.format(extra=extra),
-            EXAMPLES.format(args=kind.example_args), card, "", "", "", "python_udf")
+            current.getClassName(), None, function, text["usage"], text["arguments"], text["examples"],
+            text["note"], "", "", "", "python_udf")
         registry.registerFunction(identifier, info_object, builder)
     except Exception as exc:  # noqa: BLE001 - descriptions are documentation, never a reason to fail
         log.debug("could not describe %s: %s", function, exc)

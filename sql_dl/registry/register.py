@@ -62,17 +62,36 @@ def _register_unavailable(spark: SparkSession, name: str, kind: str, message: st
               f"RETURN raise_error('{literal}')")
 
 
-def prepare_task(spark: SparkSession, spec: ModelSpec, decoder: Callable | None = None) -> tuple[ModelInfo, Task]:
-    """Check the model on the driver, ship it to executors, and make the Task they run (catalog entries and
-    Python API models alike; ``decoder`` is the API's callable preprocessor, else the entry's hook)."""
+@dataclass(frozen=True)
+class Settings:
+    """The spark.sqldl.* settings that shape registration, read once from a session (or given by the JVM)."""
+
+    event_log: str | None = None  # spark.sqldl.eventLog
+    on_error: str | None = None  # spark.sqldl.onError: null|fail for every entry, over the catalog's choice
+    model_dirs: str | None = None  # spark.sqldl.modelDirs
+
+
+def session_settings(spark: SparkSession) -> Settings:
+    return Settings(spark.conf.get(EVENT_LOG_CONF, None) or None, session_on_error(spark),
+                    spark.conf.get(MODEL_DIRS_CONF, None) or None)
+
+
+def make_task(spec: ModelSpec, settings: Settings, decoder: Callable | None = None) -> tuple[ModelInfo, Task]:
+    """Check the model on the driver and make the Task executors run (catalog entries and Python API models
+    alike; ``decoder`` is the API's callable preprocessor, else the entry's hook). Needs no Spark."""
     info = inspect_model(spec)
-    ship_file(spark, spec.onnx, info.sha256)
     if decoder is None and spec.input.decoder:
         decoder = load_decoder(spec.input.decoder, spec.where())
-    event_log = spark.conf.get(EVENT_LOG_CONF, None) or None
-    ref = runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size, event_log)
-    on_error = session_on_error(spark) or spec.on_error
+    ref = runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size, settings.event_log)
+    on_error = check_on_error(settings.on_error) or spec.on_error
     return info, Task(ref, spec.input, spec.outputs, load_labels(spec.labels), decoder, on_error)
+
+
+def prepare_task(spark: SparkSession, spec: ModelSpec, decoder: Callable | None = None) -> tuple[ModelInfo, Task]:
+    """:func:`make_task` with the session's settings, and the model shipped to its executors."""
+    info, task = make_task(spec, session_settings(spark), decoder)
+    ship_file(spark, spec.onnx, info.sha256)
+    return info, task
 
 
 def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> Registered:
@@ -131,7 +150,11 @@ def _check_devices(spark: SparkSession, catalog: Catalog) -> None:
 
 def session_on_error(spark: SparkSession) -> str | None:
     """The session's bad-image policy (spark.sqldl.onError), or None to use each entry's on_error."""
-    value = (spark.conf.get(ON_ERROR_CONF, None) or "").strip().lower() or None
+    return check_on_error(spark.conf.get(ON_ERROR_CONF, None))
+
+
+def check_on_error(value: str | None) -> str | None:
+    value = (value or "").strip().lower() or None
     if value is not None and value not in ON_ERROR:
         raise CatalogError(f"{ON_ERROR_CONF} must be one of {'|'.join(ON_ERROR)}, got {value!r}")
     return value

@@ -25,14 +25,20 @@ def staging_dir() -> Path:
     return staging
 
 
-def ship_file(spark: SparkSession, onnx: Path, sha256: str) -> None:
-    """Send the ONNX file whose sha256 is known to every executor of ``spark``'s context."""
+def stage_file(onnx: Path, sha256: str) -> Path:
+    """The staged copy of ``onnx`` under the name executors look for, made once."""
     target = staging_dir() / runtime.shipped_name(sha256)
     if not target.exists():
         try:
             os.link(onnx, target)  # same filesystem: no copy
         except OSError:
             shutil.copyfile(onnx, target)
+    return target
+
+
+def ship_file(spark: SparkSession, onnx: Path, sha256: str) -> None:
+    """Send the ONNX file whose sha256 is known to every executor of ``spark``'s context."""
+    target = stage_file(onnx, sha256)
     key = (id(spark.sparkContext), sha256)
     if key not in _shipped:
         spark.sparkContext.addFile(str(target))

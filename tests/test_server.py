@@ -1,4 +1,5 @@
-"""`sql-dl serve` with real clients: beeline (JDBC) and PyHive, against a real server process."""
+"""`sql-dl serve` with real clients: beeline (JDBC) and PyHive against a real multi-session server process,
+and a pyspark Spark Connect client against `sql-dl serve --connect`."""
 from __future__ import annotations
 
 import csv
@@ -60,7 +61,8 @@ class Server:
     def __init__(self, tmp: Path, photo_dir: Path, *args: str):
         self.port = free_port()
         init = tmp / "init.sql"
-        init.write_text(f"CREATE TEMPORARY VIEW photos USING binaryFile OPTIONS (path '{photo_dir}/*.jpg');\n")
+        # a table, not a temporary view: every connection has its own session, and sees the catalog's tables
+        init.write_text(f"CREATE TABLE photos USING binaryFile OPTIONS (path '{photo_dir}/*.jpg');\n")
         self.process = subprocess.Popen(
             [SQL_DL, "serve", "--port", str(self.port), "--master", "local[2]", "--init", str(init), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
@@ -175,6 +177,37 @@ def test_eight_concurrent_clients_twenty_queries_each(server, expected_labels):
     assert not errors
     assert len(answers) == 160
     assert all(expected_labels[name] == label for name, label in answers)
+
+
+def test_each_connection_has_its_own_session(server, expected_labels):
+    """A temporary view and a SET made by one client are invisible to another connected at the same time;
+    both call the catalog's functions (a connection opened after start-up gets them too)."""
+    first, second = server.cursor(), server.cursor()
+    first.execute("CREATE TEMPORARY VIEW mine AS SELECT predict_efficientnet_lite0(content) AS label FROM photos")
+    first.execute("SET spark.sql.shuffle.partitions=3")
+    first.execute("SELECT count(*) FROM mine")
+    assert first.fetchall() == [(len(expected_labels),)]
+    with pytest.raises(Exception, match=r"TABLE_OR_VIEW_NOT_FOUND"):
+        second.execute("SELECT * FROM mine")
+    second.execute("SET spark.sql.shuffle.partitions")
+    assert second.fetchall()[0][1] != "3"
+    from_beeline = beeline(server.port, "SHOW VIEWS; SELECT sql_dl_error(X'00') AS why;")
+    assert from_beeline.returncode == 0, from_beeline.stderr
+    assert "mine" not in from_beeline.stdout and "not a recognised image format" in from_beeline.stdout
+    first.execute("SET spark.sql.shuffle.partitions")
+    assert first.fetchall()[0][1] == "3"
+
+
+def test_single_session_mode_shares_views_when_asked(tmp_path, photo_dir):
+    shared = Server(tmp_path, photo_dir, "--single-session")
+    try:
+        assert shared.ready.startswith("listening on"), shared.errors()
+        shared.cursor().execute("CREATE TEMPORARY VIEW ours AS SELECT 42 AS answer")
+        cursor = shared.cursor()
+        cursor.execute("SELECT answer FROM ours")
+        assert cursor.fetchall() == [(42,)]
+    finally:
+        assert shared.stop() == 0
 
 
 def test_errors_reach_clients_as_one_line(server):

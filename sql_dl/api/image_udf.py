@@ -48,6 +48,7 @@ def register_image_udf(spark: SparkSession, name: str, model: Any, preprocessor:
     image gives NULL) or ``fail`` (it fails the query, naming the row), as the catalog's field.
     """
     what = f"register_image_udf({name!r})"
+    sources.require_classic(spark, what)
     sources.check_function_name(spark, name, what)
     if output not in IMAGE_OUTPUTS:
         raise UsageError(f"{what}: output must be one of {', '.join(IMAGE_OUTPUTS)}; got {output!r}")

@@ -23,10 +23,10 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql.functions import col
+from pyspark.sql.functions import call_function, col, lit
 
 from ..errors import UsageError
-from .sources import catalog_entry
+from .sources import catalog_entry, is_remote, require_classic
 from ..executor.kinds import KINDS
 from ..executor.udfs import Task
 
@@ -48,13 +48,24 @@ class _CatalogModelParams(HasInputCol, HasOutputCol):
     def setOutputCol(self, value: str):
         return self._set(outputCol=value)
 
-    def _task(self, spark: SparkSession) -> Task:
-        """The entry's Task, with one-line errors for unset Params (the Transformer's name first)."""
+    def _check_params(self) -> None:
+        """One-line errors for unset Params (the Transformer's name first)."""
         for param in (self.inputCol, self.outputCol, self.modelName):
             if not self.isDefined(param):
                 raise UsageError(f"{type(self).__name__}: set {param.name} (e.g. {type(self).__name__}("
                                  f"inputCol='content', outputCol='features', modelName='efficientnet_lite0'))")
+
+    def _task(self, spark: SparkSession) -> Task:
+        """The entry's Task, registered in this (classic) session."""
+        self._check_params()
         return catalog_entry(spark, self.getModelName())[1]
+
+    def _server_function(self, kind: str, *arguments: Column) -> Column:
+        """Over Spark Connect: the server's SQL function of ``kind`` for the model (its default name), which
+        sql-dl's extension put into every Connect session."""
+        self._check_params()
+        name = KINDS[kind].sql_name.format(model=self.getModelName())
+        return call_function(name, col(self.getInputCol()), *arguments)
 
 
 def features_column(task: Task, input_col: str) -> Column:
@@ -85,6 +96,8 @@ class DeepImageFeaturizer(Transformer, _CatalogModelParams, DefaultParamsReadabl
         return self._set(**self._input_kwargs)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        if is_remote(dataset.sparkSession):
+            return dataset.withColumn(self.getOutputCol(), array_to_vector(self._server_function("featurize")))
         task = self._task(dataset.sparkSession)
         kept = cached_column(task, self.getInputCol())
         source = col(kept) if kept in dataset.columns else features_column(task, self.getInputCol())
@@ -120,6 +133,8 @@ class DeepImagePredictor(Transformer, _CatalogModelParams, DefaultParamsReadable
         return self.getOrDefault(self.topK)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        if is_remote(dataset.sparkSession):
+            return self._transform_remote(dataset)
         task = self._task(dataset.sparkSession)
         if task.outputs.get("scores") is None:
             raise UsageError(f"DeepImagePredictor: model '{task.ref.name}' has no scores output")
@@ -131,6 +146,13 @@ class DeepImagePredictor(Transformer, _CatalogModelParams, DefaultParamsReadable
         return dataset.withColumn(self.getOutputCol(), array_to_vector(KINDS["probabilities"].udf(task)(images)))
 
 
+    def _transform_remote(self, dataset: DataFrame) -> DataFrame:
+        if not self.getDecodePredictions():
+            raise UsageError("DeepImagePredictor over Spark Connect gives decodePredictions=True (the server's "
+                             "predict_NAME_topk); the probability vector needs a classic Spark session")
+        return dataset.withColumn(self.getOutputCol(), self._server_function("topk", lit(self.getTopK())))
+
+
 def cache_features(dataset: DataFrame, inputCol: str, modelNames: Sequence[str]) -> DataFrame:
     """``dataset`` with every model's features of ``inputCol`` computed now, in one pass, and persisted.
 
@@ -139,6 +161,7 @@ def cache_features(dataset: DataFrame, inputCol: str, modelNames: Sequence[str])
     LogisticRegression reads its input several times). The kept columns travel with every DataFrame derived
     from the result; ``dataset.unpersist()`` on the result frees them."""
     spark = dataset.sparkSession
+    require_classic(spark, "cache_features")
     kept = dataset
     for name in dict.fromkeys([modelNames] if isinstance(modelNames, str) else modelNames):
         task = catalog_entry(spark, name)[1]

@@ -54,6 +54,18 @@ def check_function_name(spark: Any, name: Any, what: str) -> None:
 
 
 
+def is_remote(spark: Any) -> bool:
+    """A Spark Connect session (no SparkContext on this side: nothing can be shipped from here)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def require_classic(spark: Any, what: str) -> None:
+    if is_remote(spark):
+        raise UsageError(f"{what} needs a classic Spark session (it ships the model to executors from this "
+                         "process); over Spark Connect, add the model to the server's catalog (`sql-dl serve "
+                         "--connect --catalog ...`): its functions are in every Connect session")
+
+
 # --------------------------------------------------------------------------- catalog entries
 
 def catalog_entry(spark: Any, name: str) -> tuple[ModelSpec, Task]:

@@ -38,6 +38,7 @@ def register_tensor_udf(spark: SparkSession, name: str, model: Any, input_shapes
     shape instead of giving NULL.
     """
     what = f"register_tensor_udf({name!r})"
+    sources.require_classic(spark, what)
     sources.check_function_name(spark, name, what)
     if on_error not in ON_ERROR:
         raise UsageError(f"{what}: on_error must be null or fail, got {on_error!r}")

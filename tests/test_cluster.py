@@ -59,8 +59,11 @@ def test_executor_killed_mid_query_loses_no_row(spark, photo_dir, tmp_path):
     out, err = job.communicate(timeout=600)
     assert job.returncode == 0, err[-2000:]
     rows = [json.loads(line) for line in out.splitlines()]
-    assert len(rows) == COPIES, "no row lost"
-    assert all(row["label"] == expected[row["file"].split("-", 1)[1]] for row in rows)
+    first, new_session = [r for r in rows if "session" not in r], [r for r in rows if "session" in r]
+    assert len(first) == COPIES, "no row lost"
+    assert all(row["label"] == expected[row["file"].split("-", 1)[1]] for row in first)
+    assert sorted(map(json.dumps, new_session)) == sorted(json.dumps({**r, "session": "new"}) for r in first), \
+        "a new session answers through the extension, on the same executors, the same"
     infers = [e for e in read_events(events) if e["event"] == "infer"]
     assert any(e["attempt"] >= 1 for e in infers), "the killed executor's tasks ran again as new attempts"
     loads = [e for e in read_events(events) if e["event"] == "load"]

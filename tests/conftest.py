@@ -30,11 +30,8 @@ def spark(event_log):
     if not EFFICIENTNET_ONNX.is_file():
         pytest.fail("models/efficientnet_lite0.onnx is missing: run the suite with `make test`, which builds it")
     from sql_dl import build_session
-    from sql_dl.extension import extension_settings
 
-    # the catalog registered from Python in this session, and through the extension in every new one
-    session = build_session(master="local[2]", catalog=CATALOG,
-                            conf={"spark.sqldl.eventLog": str(event_log), **extension_settings(CATALOG)})
+    session = build_session(master="local[2]", catalog=CATALOG, conf={"spark.sqldl.eventLog": str(event_log)})
     yield session
     session.stop()
 

@@ -1,5 +1,6 @@
 """sql-dl's Spark extension: the catalog's functions in every session a JVM creates, with no Python call by
-the user: spark.newSession() here, and pyspark's own stock bin/spark-sql shell run as a real script."""
+the user, shown with pyspark's own stock bin/spark-sql shell run as a real script. (New sessions of a
+server: tests/test_server.py and test_connect.py; spark.newSession() on a cluster: tests/test_cluster.py.)"""
 from __future__ import annotations
 
 import os
@@ -22,15 +23,6 @@ def expected(spark, photo_dir) -> dict:
     return {r.file: r.label for r in spark.sql(LABELS.format(photos=photo_dir)).collect()}
 
 
-def test_a_new_session_has_every_function_and_its_model_card(spark, photo_dir, expected):
-    other = spark.newSession()
-    assert {r.file: r.label for r in other.sql(LABELS.format(photos=photo_dir)).collect()} == expected
-    card = "\n".join(r[0] for r in other.sql("DESCRIBE FUNCTION EXTENDED featurize_efficientnet_lite0").collect())
-    assert "pooled features (ARRAY<FLOAT>, 1280 values)" in card and "sha256: " in card
-    row = other.sql("SELECT predict_efficientnet_lite0(X'0001') AS label, sql_dl_error(X'0001') AS why").first()
-    assert (row.label, row.why) == (None, "not a recognised image format")
-
-
 def spark_sql(tmp_path: Path, sql: str, *extra: str) -> subprocess.CompletedProcess:
     """pyspark's own bin/spark-sql, configured only by the lines `sql-dl extension` prints."""
     properties = tmp_path / "sql-dl.conf"
@@ -50,8 +42,10 @@ def test_the_stock_spark_sql_shell_answers_like_sql_dl(tmp_path, photo_dir, expe
     result = spark_sql(tmp_path, f"{LABELS.format(photos=photo_dir)}; "
                                  "DESCRIBE FUNCTION EXTENDED predict_efficientnet_lite0; "
                                  f"SELECT predict_efficientnet_lite0(content), sql_dl_error(content) "
-                                 f"FROM binaryFile.`{bad}/*.jpg`;")
-    assert result.returncode == 0, result.stderr[-3000:]
+                                 f"FROM binaryFile.`{bad}/*.jpg`; "
+                                 f"SELECT predict_inception(content) FROM binaryFile.`{photo_dir}/coffee.jpg`;")
+    assert result.returncode != 0, "the last statement names a model whose file is absent"
+    assert "[USER_RAISED_EXCEPTION] model 'inception' is not available: " in result.stderr
     lines = result.stdout.splitlines()
     labels = dict(line.split("\t") for line in lines[:len(expected)])
     assert labels == expected
@@ -61,10 +55,7 @@ def test_the_stock_spark_sql_shell_answers_like_sql_dl(tmp_path, photo_dir, expe
     assert lines[-1] == "NULL\tnot a recognised image format"
 
 
-def test_stock_shell_missing_model_and_bad_catalog_are_one_line(tmp_path, photo_dir):
-    result = spark_sql(tmp_path, f"SELECT predict_inception(content) FROM binaryFile.`{photo_dir}/coffee.jpg`")
-    assert result.returncode != 0
-    assert "[USER_RAISED_EXCEPTION] model 'inception' is not available: " in result.stderr
+def test_a_bad_catalog_registers_nothing_and_says_why_in_one_line(tmp_path):
     broken = write_catalog(tmp_path, "models:\n  m:\n    onnx: m.onnx\n    input: {size: [224]}\n"
                                      "    outputs: {scores: logits}\n", "broken.yaml")
     result = spark_sql(tmp_path, "SELECT 1 AS one", f"spark.sqldl.catalog {broken}")  # the later line wins

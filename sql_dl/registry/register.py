@@ -58,8 +58,14 @@ def _register_unavailable(spark: SparkSession, name: str, kind: str, message: st
     """A SQL function that raises ``message`` when called: one line to the user, whatever the image type."""
     literal = message.replace("\\", "\\\\").replace("'", "\\'")
     params, returns = KINDS[kind].sql_signature()
-    spark.sql(f"CREATE OR REPLACE TEMPORARY FUNCTION {name}({params}) RETURNS {returns} "
-              f"RETURN raise_error('{literal}')")
+    try:
+        spark.sql(f"CREATE OR REPLACE TEMPORARY FUNCTION {name}({params}) RETURNS {returns} "
+                  f"RETURN raise_error('{literal}')")
+    except Exception as exc:  # noqa: BLE001 - pyspark's AnalysisException; only this one condition is expected
+        # The session has sql-dl's Spark extension, whose functions resolve before temporary ones (Spark's
+        # search path is system.builtin, then system.session) and already include this stand-in.
+        if "CANNOT_REPLACE_NON_SQL_UDF_WITH_SQL_UDF" not in str(exc):
+            raise
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,8 @@ class Catalog:
 
     def get(self, name: str) -> ModelSpec:
         if name not in self.models:
-            raise CatalogError(f"{self.path.name}: no model named {name!r}. Available: {sorted(self.models)}")
+            raise CatalogError(f"{self.path.name}: no model named {name!r}. Available: "
+                               f"{', '.join(sorted(self.models))}")
         return self.models[name]
 
     def __iter__(self):

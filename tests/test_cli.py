@@ -20,8 +20,8 @@ from sql_dl.cli.shell import is_complete, split_statements
 SQL_DL = str(Path(sys.executable).with_name("sql-dl"))
 
 
-def run_cli(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SQL_DL_LOG_DIR": str(cwd / "logs")}
+def run_cli(*args: str, stdin: str | None = None, cwd: Path = ROOT, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SQL_DL_LOG_DIR": str(cwd / "logs"), **env_extra}
     return subprocess.run([SQL_DL, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=300)
 
@@ -61,11 +61,15 @@ def test_sql_file_csv_then_error_gives_one_line_and_exit_1(tmp_path, photo_dir):
     assert "Traceback" not in result.stderr and "\tat org.apache" not in result.stderr
 
 
-def test_interactive_prompt_multiline_statements_and_errors(photo_dir):
+def test_interactive_prompt_multiline_statements_and_errors(photo_dir, tmp_path):
     session = ("SELECT 40 +\n 2 AS answer;\nSELEC broken;\n"
                f"SELECT predict_efficientnet_lite0(content) AS label\n FROM binaryFile.`{photo_dir}/coffee.jpg`;\n")
-    result = run_cli("sql", "--master", "local[1]", "--format", "json", stdin=session)
+    history = tmp_path / "fresh" / ".sql_dl_history"  # a fresh machine: no history file yet
+    history.parent.mkdir()
+    result = run_cli("sql", "--master", "local[1]", "--format", "json", stdin=session, SQL_DL_HISTORY=str(history))
     assert result.returncode == 0
+    assert history.is_file(), "the first session writes the history file"
+    assert result.stdout.endswith("\n"), "end of input (Ctrl-D) leaves the prompt on a line of its own"
     assert '{"answer": 42}' in result.stdout and '{"label": "espresso"}' in result.stdout
     assert "sql-dl: error: [PARSE_SYNTAX_ERROR] Syntax error at or near 'SELEC'" in result.stderr
 
@@ -95,7 +99,8 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.output == ("Error: models.yaml: entry 'm': input.size must be two positive integers "
                              "[height, width], got [224]\n")
     result = CliRunner().invoke(main, ["models", "describe", "nope", "--catalog", str(CATALOG)])
-    assert result.output.startswith("Error: models.yaml: no model named 'nope'. Available:")
+    names = ", ".join(sorted(spec.name for spec in load_catalog(CATALOG)))
+    assert result.output == f"Error: models.yaml: no model named 'nope'. Available: {names}\n"
 
 
 @pytest.mark.parametrize("text,expected", [

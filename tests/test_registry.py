@@ -100,3 +100,34 @@ def test_model_dirs_from_the_session_conf_refuse_models_elsewhere(spark, tmp_pat
         assert "predict_lite_copy" in register(spark, tmp_path, entry(tiny)).functions
     finally:
         spark.conf.unset(MODEL_DIRS_CONF)
+
+
+def test_random_weights_say_so_everywhere_and_warn_once(spark, tmp_path, tiny):
+    """A model exported with --weights random is a test model: its description, `models list` and one
+    warning at registration say so, whatever the catalog's source claims."""
+    import json
+    import logging
+
+    from click.testing import CliRunner
+
+    from sql_dl.cli.command import main
+
+    (tmp_path / "tiny.onnx.json").write_text(json.dumps({"weights": "random"}))
+    body = entry(tiny, "    source: {exporter: torchvision, arch: resnet18, weights: IMAGENET1K_V1}\n",
+                 name="untrained")
+    records: list = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # on sql-dl's own logger: the CLI turns its propagation off
+    logging.getLogger("sql_dl").addHandler(handler)
+    try:
+        register(spark, tmp_path, body)
+        register(spark, tmp_path, body)
+    finally:
+        logging.getLogger("sql_dl").removeHandler(handler)
+    warnings = [r.getMessage() for r in records if "RANDOM weights" in r.getMessage()]
+    assert warnings == ["model 'untrained' has RANDOM weights (exported with --weights random): its answers mean "
+                        "nothing; export it with `sql-dl models export untrained` (pretrained) or --weights PATH"]
+    card = "\n".join(r[0] for r in spark.sql("DESCRIBE FUNCTION EXTENDED predict_untrained").collect())
+    assert "weights=IMAGENET1K_V1 -- exported with RANDOM weights: its answers mean nothing" in card
+    listed = CliRunner().invoke(main, ["models", "list", "--format", "json", "--catalog", str(tmp_path / "models.yaml")])
+    assert json.loads(listed.output)["weights"] == "RANDOM (untrained)"

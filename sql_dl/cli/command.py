@@ -79,9 +79,10 @@ def _entry_summary(spec) -> dict:
     from ..registry import export_record
 
     record = export_record(spec) if spec.available else {}
+    weights = "RANDOM (untrained)" if record.get("weights") == "random" else record.get("weights")
     return {"name": spec.name, "onnx": str(spec.onnx), "available": spec.available,
             "functions": sorted(spec.functions.values()), "input_size": list(spec.input.size),
-            "feature_size": record.get("features"), "weights": record.get("weights"), "device": spec.device,
+            "feature_size": record.get("features"), "weights": weights, "device": spec.device,
             "labels": spec.labels if spec.labels == "imagenet" else Path(spec.labels).name}
 
 

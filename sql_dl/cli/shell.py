@@ -160,14 +160,19 @@ def interactive(spark: Any, fmt: str, progress: bool = False) -> int:
     """A prompt: statements end with ``;``, history in ~/.sql_dl_history, errors do not end the session."""
     try:
         import readline
-        readline.read_history_file(HISTORY)
-    except (ImportError, OSError):
+    except ImportError:
         readline = None  # type: ignore[assignment]
+    if readline is not None and HISTORY.is_file():  # a first run has no history yet: it is written at the end
+        try:
+            readline.read_history_file(HISTORY)
+        except OSError:
+            pass
     buffer = ""
     while True:
         try:
             line = input("sql-dl> " if not buffer else "     -> ")
         except EOFError:
+            print()  # Ctrl-D: leave the user's shell prompt on a line of its own
             break
         except KeyboardInterrupt:
             buffer = ""

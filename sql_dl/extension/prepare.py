@@ -25,7 +25,7 @@ from pyspark.serializers import CloudPickleSerializer
 from ..catalog import allowed_model_dirs, load_catalog
 from ..executor.kinds import ERROR, KINDS, Kind, error_task
 from ..registry.describe import description
-from ..registry.inspect import missing_message
+from ..registry.inspect import missing_message, random_weights_warning
 from ..registry.register import Settings, make_task
 from ..registry.shipping import stage_file
 
@@ -62,6 +62,8 @@ def records(catalog_path: str, settings: Settings) -> Iterator[str]:
                 yield unavailable_record(function, KINDS[kind], missing_message(spec), description(KINDS[kind], spec))
             continue
         info, task = make_task(spec, settings)
+        if info.random_weights:
+            yield _record("warning", random_weights_warning(spec))
         yield _record("ship", str(stage_file(spec.onnx, info.sha256)))
         for kind, function in spec.functions.items():
             yield function_record(function, KINDS[kind], KINDS[kind].udf(task), description(KINDS[kind], spec, info))

@@ -33,7 +33,8 @@ def note(spec: ModelSpec, info: ModelInfo) -> str:
     labels = spec.labels if spec.labels == "imagenet" else spec.labels.rsplit("/", 1)[-1]
     classes = info.classes if info.classes is not None else "?"
     lines = [f"model: {spec.name}", f"input: {spec.input.describe()}", f"labels: {labels} ({classes} classes)",
-             f"source: {', '.join(f'{k}={v}' for k, v in spec.source.items()) or 'an ONNX file'}",
+             f"source: {', '.join(f'{k}={v}' for k, v in spec.source.items()) or 'an ONNX file'}"
+             + (" -- exported with RANDOM weights: its answers mean nothing" if info.random_weights else ""),
              f"onnx: {spec.onnx}", f"sha256: {info.sha256}", f"device: {spec.device}, batch size {spec.batch_size}"]
     return "\n" + "".join(f"    {line}\n" for line in lines) + "  "
 

@@ -23,6 +23,7 @@ class ModelInfo:
     sha256: str
     classes: int | None
     feature_size: int | None
+    random_weights: bool = False  # exported with --weights random: a test model whose answers mean nothing
 
 
 def export_record(spec: ModelSpec) -> dict:
@@ -78,7 +79,13 @@ def inspect_model(spec: ModelSpec) -> ModelInfo:
         if labels != sizes["scores"]:
             raise CatalogError(f"{spec.where()}: labels has {labels} names but output {spec.outputs.get('scores')!r}"
                                f" has {sizes['scores']} classes")
-    return ModelInfo(actual, sizes.get("scores"), sizes.get("features"))
+    random_weights = export_record(spec).get("weights") == "random"
+    return ModelInfo(actual, sizes.get("scores"), sizes.get("features"), random_weights)
+
+
+def random_weights_warning(spec: ModelSpec) -> str:
+    return (f"model '{spec.name}' has RANDOM weights (exported with --weights random): its answers mean nothing; "
+            f"export it with `sql-dl models export {spec.name}` (pretrained) or --weights PATH")
 
 
 def _check_input(spec: ModelSpec, inputs: list[TensorInfo]) -> None:

@@ -26,7 +26,7 @@ from ..specs import Catalog, ModelSpec
 from .describe import describe_function
 from .devices import check_devices, cuda_provider, nvidia_present, spark_facts
 from .hooks import load_decoder
-from .inspect import ModelInfo, inspect_model, missing_message
+from .inspect import ModelInfo, inspect_model, missing_message, random_weights_warning
 from .shipping import ship_file
 
 log = logging.getLogger("sql_dl")
@@ -121,6 +121,8 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
             _register_missing(spark, spec, result)
             continue
         info, task = prepare_task(spark, spec)
+        if info.random_weights:
+            _warn_once(random_weights_warning(spec))
         for kind, fn in spec.functions.items():
             spark.udf.register(fn, KINDS[kind].udf(task))
             describe_function(spark, fn, KINDS[kind], spec, info)
@@ -142,6 +144,12 @@ def _register_error_function(spark: SparkSession, result: Registered) -> None:
     describe_function(spark, ERROR.sql_name, ERROR)
 
 
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
 def _check_devices(spark: SparkSession, catalog: Catalog) -> None:
     """Refuse device: cuda that cannot run here; warn once when auto entries fall back from a usable GPU."""
     available = [spec for spec in catalog if spec.available]
@@ -149,9 +157,8 @@ def _check_devices(spark: SparkSession, catalog: Catalog) -> None:
         return
     conf, local = spark_facts(spark)
     warning = check_devices(available, conf, local, cuda_provider(), nvidia_present())
-    if warning and warning not in _warned:
-        _warned.add(warning)
-        log.warning("%s", warning)
+    if warning:
+        _warn_once(warning)
 
 
 def session_on_error(spark: SparkSession) -> str | None:

@@ -125,3 +125,13 @@ def test_progress_line_on_long_queries(spark):
     assert run_script(spark, query, "json", out, err, progress=True) == 0
     assert out.getvalue() == '{"n": 8}\n'
     assert "/8 tasks]" in err.getvalue() and err.getvalue().endswith("\r\033[K")
+
+
+def test_a_broken_catalog_fails_before_spark_starts(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("models:\n  m:\n    onnx: m.onnx\n    input: {size: [224]}\n    outputs: {scores: s}\n")
+    result = run_cli("sql", "-e", "SELECT 1", "--catalog", str(bad), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == ("Error: broken.yaml: entry 'm': input.size must be two positive integers [height, width], "
+                             "got [224]\n")
+    assert not (tmp_path / "logs" / "jvm-stderr.log").exists(), "no JVM was started"

@@ -198,6 +198,22 @@ def test_each_connection_has_its_own_session(server, expected_labels):
     assert first.fetchall()[0][1] == "3"
 
 
+def test_sqlalchemy_lists_tables_views_and_columns_for_bi_tools(server, expected_labels):
+    """What a BI tool (Apache Superset) does through SQLAlchemy: browse tables, views and columns, then query.
+    sql-dl's sqldl:// dialect reads Spark's SHOW TABLES/VIEWS (hive:// lists every table as '')."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(f"sqldl://analyst@127.0.0.1:{server.port}/default")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE VIEW IF NOT EXISTS jpeg_paths AS SELECT path FROM photos"))
+        inspector = sqlalchemy.inspect(connection)
+        assert "photos" in inspector.get_table_names() and "jpeg_paths" not in inspector.get_table_names()
+        assert "jpeg_paths" in inspector.get_view_names()
+        assert [c["name"] for c in inspector.get_columns("photos")] == ["path", "modificationTime", "length",
+                                                                         "content"]
+        rows = connection.execute(sqlalchemy.text(PREDICT)).fetchall()
+    assert dict(rows) == expected_labels
+
+
 def test_single_session_mode_shares_views_when_asked(tmp_path, photo_dir):
     shared = Server(tmp_path, photo_dir, "--single-session")
     try:

@@ -135,3 +135,56 @@ def test_a_broken_catalog_fails_before_spark_starts(tmp_path):
     assert result.stderr == ("Error: broken.yaml: entry 'm': input.size must be two positive integers [height, width], "
                              "got [224]\n")
     assert not (tmp_path / "logs" / "jvm-stderr.log").exists(), "no JVM was started"
+
+
+def read_until(fd: int, marker: bytes, seconds: float) -> bytes:
+    """What a terminal shows until ``marker`` appears (or the time runs out)."""
+    import select
+    import time
+
+    seen, deadline = b"", time.monotonic() + seconds
+    while marker not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen
+
+
+def test_ctrl_c_cancels_the_running_query_and_keeps_the_session(tmp_path):
+    """In a real terminal (a pty): Ctrl-C during a long query cancels its Spark jobs, prints one line and
+    returns to the prompt with the session alive; Ctrl-D then ends the shell with exit code 0."""
+    import pty
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the shell, with the pty as its terminal
+        os.chdir(tmp_path)
+        os.execve(SQL_DL, [SQL_DL, "sql", "--master", "local[2]", "--catalog", str(CATALOG), "--no-progress"],
+                  {**os.environ, "SQL_DL_LOG_DIR": str(tmp_path / "logs"), "SQL_DL_HISTORY": str(tmp_path / "h")})
+    try:
+        assert b"sql-dl> " in read_until(fd, b"sql-dl> ", 180)
+        os.write(fd, b"SELECT count(*) FROM range(0, 1000000000000, 1, 2);\n")  # minutes of work
+        time.sleep(5)
+        started = time.monotonic()
+        os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT to the shell's process group
+        shown = read_until(fd, b"sql-dl> ", 60)
+        assert b"sql-dl: query cancelled (Ctrl-C)" in shown, shown[-2000:]
+        assert b"Traceback" not in shown and b"Py4J" not in shown and time.monotonic() - started < 30
+        os.write(fd, b"SELECT 40 + 2 AS answer;\n")
+        assert b"42" in read_until(fd, b"sql-dl> ", 120), "the session survived"
+        os.write(fd, b"\x04")  # Ctrl-D
+        read_until(fd, b"\x00", 30)
+    finally:
+        for _ in range(100):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

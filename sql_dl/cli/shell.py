@@ -9,10 +9,11 @@ import json
 import os
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
-from ..errors import one_line
+from ..errors import SqlDlError, one_line
 
 FORMATS = ("table", "json", "csv")
 HISTORY = Path(os.environ.get("SQL_DL_HISTORY", Path.home() / ".sql_dl_history"))
@@ -135,13 +136,43 @@ class Progress:
             self.done.wait(self.interval)
 
 
+class QueryCancelled(SqlDlError):
+    """Ctrl-C stopped the running query (its Spark jobs were cancelled); the session goes on."""
+
+
+def _run_cancellably(spark: Any, statement: str) -> tuple[list, list]:
+    """(columns, rows) of ``statement``, run in a thread under its own Spark job group, so that Ctrl-C here
+    cancels the query's jobs (tasks interrupted, Python workers freed) instead of breaking py4j mid-call."""
+    group, result = f"sql-dl-{uuid.uuid4().hex}", {}
+
+    def work() -> None:
+        try:
+            spark.sparkContext.setJobGroup(group, statement[:200], interruptOnCancel=True)
+            frame = spark.sql(statement)
+            result["rows"], result["columns"] = frame.collect(), frame.columns
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name="sql-dl query", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        spark.sparkContext.cancelJobGroup(group)
+        thread.join()
+        raise QueryCancelled("query cancelled (Ctrl-C)") from None
+    if "error" in result:
+        raise result["error"]
+    return result["columns"], result["rows"]
+
+
 def run_statement(spark: Any, statement: str, fmt: str, out: TextIO = sys.stdout, progress: TextIO | None = None
                   ) -> None:
-    frame = spark.sql(statement)
     with Progress(spark, progress) if progress is not None else contextlib.nullcontext():
-        rows = frame.collect()
-    if frame.columns and (rows or fmt != "json"):
-        write_rows(frame.columns, rows, fmt, out)
+        columns, rows = _run_cancellably(spark, statement)
+    if columns and (rows or fmt != "json"):
+        write_rows(columns, rows, fmt, out)
 
 
 def run_script(spark: Any, text: str, fmt: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
@@ -150,6 +181,9 @@ def run_script(spark: Any, text: str, fmt: str, out: TextIO = sys.stdout, err: T
     for statement in split_statements(text):
         try:
             run_statement(spark, statement, fmt, out, err if progress else None)
+        except QueryCancelled as exc:
+            err.write(f"sql-dl: {exc}\n")
+            return 130  # as shells report a command stopped by SIGINT
         except Exception as exc:  # noqa: BLE001 - every failure becomes one line and exit code 1
             err.write(f"sql-dl: error: {one_line(exc)}\n")
             return 1
@@ -182,7 +216,10 @@ def interactive(spark: Any, fmt: str, progress: bool = False) -> int:
             break
         buffer += line + "\n"
         if is_complete(buffer):
-            run_script(spark, buffer, fmt, progress=progress)
+            try:
+                run_script(spark, buffer, fmt, progress=progress)
+            except KeyboardInterrupt:  # between statements, while printing: drop the rest, keep the session
+                print()
             buffer = ""
     if readline is not None:
         try:

@@ -214,6 +214,34 @@ def test_sqlalchemy_lists_tables_views_and_columns_for_bi_tools(server, expected
     assert dict(rows) == expected_labels
 
 
+LONG_QUERY = "SELECT count(*) FROM range(0, 1000000000000, 1, 2)"  # minutes of work on both cores
+
+
+def answers_promptly(server, expected_labels, seconds: float = 60) -> bool:
+    """A one-row predict answers within ``seconds``: nothing else is holding the executors' task slots."""
+    started = time.monotonic()
+    cursor = server.cursor()
+    cursor.execute(PREDICT)
+    return dict(cursor.fetchall()) == expected_labels and time.monotonic() - started < seconds
+
+
+@pytest.mark.parametrize("how", ["cancel", "disconnect"])
+def test_a_client_cancel_or_disconnect_stops_its_query(server, expected_labels, how):
+    from TCLIService.ttypes import TOperationState
+
+    connection = hive.connect(host="127.0.0.1", port=server.port, username="analyst")
+    cursor = connection.cursor()
+    cursor.execute(LONG_QUERY, async_=True)
+    time.sleep(4)
+    assert cursor.poll().operationState == TOperationState.RUNNING_STATE
+    if how == "cancel":
+        cursor.cancel()
+        assert cursor.poll().operationState == TOperationState.CANCELED_STATE
+    else:
+        connection.close()
+    assert answers_promptly(server, expected_labels), "the long query's tasks were stopped"
+
+
 def test_single_session_mode_shares_views_when_asked(tmp_path, photo_dir):
     shared = Server(tmp_path, photo_dir, "--single-session")
     try:

@@ -220,3 +220,25 @@ def test_invalid_image_source_rows_are_null_with_a_reason(spark, photo_dir, tmp_
         f"sql_dl_error(image) AS why FROM image.`{tmp_path}/*.jpg`").collect()}
     assert rows["a.jpg"].label == "espresso" and rows["a.jpg"].why is None
     assert rows["b.jpg"].label is None and rows["b.jpg"].why.startswith("invalid image row (Spark could not read")
+
+
+@pytest.mark.parametrize("call,message", [
+    ("predict_efficientnet_lite0('a string')", "predict_efficientnet_lite0(image): image must be BINARY (binaryFile's "
+                                               "content) or the image data source's struct, got STRING"),
+    ("predict_efficientnet_lite0(42)", "predict_efficientnet_lite0(image): image must be BINARY (binaryFile's "
+                                       "content) or the image data source's struct, got INT"),
+    ("predict_efficientnet_lite0(content, 2)", "predict_efficientnet_lite0(image) takes 1 argument(s), got 2"),
+    ("predict_efficientnet_lite0_topk(content, '3')", "predict_efficientnet_lite0_topk(image, k): k must be INT, "
+                                                      "got STRING"),
+    ("predict_efficientnet_lite0_topk(content, 2.7)", "predict_efficientnet_lite0_topk(image, k): k must be INT, "
+                                                      "got DECIMAL"),
+    ("predict_efficientnet_lite0_topk(content, -1)", "predict_efficientnet_lite0_topk(image, k): k must be a "
+                                                     "positive integer, got -1"),
+    ("sql_dl_error(content, 7)", "sql_dl_error(image, [model]): model must be STRING, got INT"),
+])
+def test_wrong_arguments_are_one_line_naming_function_argument_and_type(spark, photo_dir, call, message):
+    from sql_dl.errors import one_line
+
+    with pytest.raises(Exception) as caught:
+        spark.sql(f"SELECT {call} FROM binaryFile.`{photo_dir}/coffee.jpg`").collect()
+    assert one_line(caught.value) == message

@@ -61,7 +61,7 @@ def register_image_udf(spark: SparkSession, name: str, model: Any, preprocessor:
     task = image_task(spark, name, model, preprocessor, input_size, labels, output, scores_are,
                       {**sources.model_options(batch_size, device, what), "on_error": on_error}, what)
     kind = KINDS[IMAGE_OUTPUTS[output]]
-    return spark.udf.register(name, kind.udf(task, k=k) if output == "topk" else kind.udf(task))
+    return spark.udf.register(name, kind.udf(task, name, k=k) if output == "topk" else kind.udf(task, name))
 
 
 def image_task(spark: SparkSession, name: str, model: Any, preprocessor: Preprocessor, input_size: Any,

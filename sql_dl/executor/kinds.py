@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql.functions import arrow_udf
 from pyspark.sql.pandas.types import to_arrow_type
 from pyspark.sql.types import ArrayType, DataType, FloatType, IntegerType, StringType, StructField, StructType
@@ -34,9 +35,41 @@ class Arg:
     """An SQL argument after the image."""
 
     name: str
-    sql_type: str
+    sql_type: str  # "INT" | "STRING": what the Arrow column must hold (checked per batch)
     text: str  # for DESCRIBE FUNCTION
     optional: bool = False
+    positive: bool = False  # an INT that must be >= 1 where not NULL
+
+    def check(self, column: pa.Array, call: str) -> None:
+        """One line naming the call, the argument and the expected type, for a column that does not fit."""
+        kind = column.type
+        fits = pa.types.is_null(kind) or (pa.types.is_integer(kind) if self.sql_type == "INT" else
+                                          pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        if not fits:
+            raise UsageError(f"{call}: {self.name} must be {self.sql_type}, got {sql_type_name(kind)}")
+        if self.positive and pa.types.is_integer(kind) and len(column) and pc.min(column).as_py() is not None \
+                and pc.min(column).as_py() < 1:
+            raise UsageError(f"{call}: {self.name} must be a positive integer, got {pc.min(column).as_py()}")
+
+
+def sql_type_name(arrow_type: pa.DataType) -> str:
+    """How SQL names an Arrow column's type, for messages (STRING, INT, DOUBLE, DECIMAL, ...)."""
+    names = {"string": "STRING", "large_string": "STRING", "int8": "TINYINT", "int16": "SMALLINT", "int32": "INT",
+             "int64": "BIGINT", "float": "FLOAT", "double": "DOUBLE", "bool": "BOOLEAN", "binary": "BINARY",
+             "date32[day]": "DATE"}
+    text = str(arrow_type)
+    return "DECIMAL" if text.startswith("decimal") else names.get(text, text.upper())
+
+
+def check_image(images: pa.Array, call: str) -> None:
+    """Encoded bytes (BINARY) or the image data source's struct; anything else is one line."""
+    kind = images.type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_null(kind):
+        return
+    if pa.types.is_struct(kind) and {"data", "mode", "height", "width"} <= {f.name for f in kind}:
+        return
+    raise UsageError(f"{call}: image must be BINARY (binaryFile's content) or the image data source's struct, "
+                     f"got {sql_type_name(kind)}")
 
 
 @dataclass(frozen=True)
@@ -53,18 +86,21 @@ class Kind:
     per_entry: bool = True  # False: one function for the whole session (sql_dl_error)
     example_args: str = "content"
 
-    def udf(self, task: object, **fixed: object):
-        """The Arrow UDF running this kind for ``task``; ``fixed`` binds extra arguments to constants
-        (the Python API's ``output="topk", k=5`` is the topk kind with k fixed)."""
+    def udf(self, task: object, sql_name: str | None = None, **fixed: object):
+        """The Arrow UDF running this kind for ``task`` as the SQL function ``sql_name`` (named in messages);
+        ``fixed`` binds extra arguments to constants (the Python API's ``output="topk", k=5``)."""
         batch, args = self.batch, [arg for arg in self.args if arg.name not in fixed]
         unknown = set(fixed) - {arg.name for arg in self.args}
         if unknown:
             raise UsageError(f"{self.name}: no argument {sorted(unknown)[0]!r}")
-        shape = self.shape()
+        shape = self.shape(sql_name)
 
         def run(images: pa.Array, *columns: pa.Array) -> pa.Array:
             if len(columns) > len(args) or len(columns) < sum(not arg.optional for arg in args):
                 raise UsageError(f"{shape} takes {1 + len(args)} argument(s), got {1 + len(columns)}")
+            check_image(images, shape)
+            for arg, column in zip(args, columns):
+                arg.check(column, shape)
             given = dict(zip((arg.name for arg in args), columns))
             extra = [pa.array([fixed[a.name]] * len(images)) if a.name in fixed else given.get(a.name)
                      for a in self.args]
@@ -73,10 +109,10 @@ class Kind:
         run.__name__ = run.__qualname__ = self.name if self.per_entry else self.sql_name
         return arrow_udf(run, self.returns)
 
-    def shape(self) -> str:
-        """How a call looks, for messages: predict_topk(image, k)."""
+    def shape(self, sql_name: str | None = None) -> str:
+        """How a call looks, for messages: predict_lite0_topk(image, k)."""
         args = ", ".join(["image"] + [f"[{a.name}]" if a.optional else a.name for a in self.args])
-        return f"{self.name if self.per_entry else self.sql_name}({args})"
+        return f"{sql_name or (self.name if self.per_entry else self.sql_name)}({args})"
 
     def sql_signature(self) -> tuple[str, str]:
         """(parameters, return type) in SQL, for a stand-in function with this kind's shape."""
@@ -165,7 +201,7 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("topk", "predict_{model}_topk", ("scores",), TOPK_TYPE, topk_batch,
          "_FUNC_(image, k) - the k best labels of model '{model}' as ARRAY<STRUCT<label: STRING, index: INT, "
          "score: FLOAT>>, best first; scores are probabilities.",
-         args=(Arg("k", "INT", "how many labels (INT)"),), example_args="content, 5"),
+         args=(Arg("k", "INT", "how many labels (INT)", positive=True),), example_args="content, 5"),
     Kind("featurize", "featurize_{model}", ("features",), FLOATS, featurize_batch,
          "_FUNC_(image) - the pooled features (ARRAY<FLOAT>, {features} values) of model '{model}'."),
     Kind("probabilities", "probabilities_{model}", ("scores",), FLOATS, probabilities_batch,

@@ -66,7 +66,8 @@ def records(catalog_path: str, settings: Settings) -> Iterator[str]:
             yield _record("warning", random_weights_warning(spec))
         yield _record("ship", str(stage_file(spec.onnx, info.sha256)))
         for kind, function in spec.functions.items():
-            yield function_record(function, KINDS[kind], KINDS[kind].udf(task), description(KINDS[kind], spec, info))
+            udf = KINDS[kind].udf(task, function)
+            yield function_record(function, KINDS[kind], udf, description(KINDS[kind], spec, info))
         entries.append((spec.name, task.input, task.decoder))
     yield function_record(ERROR.sql_name, ERROR, ERROR.udf(error_task(entries)), description(ERROR))
     if missing:

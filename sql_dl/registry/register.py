@@ -124,7 +124,7 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
         if info.random_weights:
             _warn_once(random_weights_warning(spec))
         for kind, fn in spec.functions.items():
-            spark.udf.register(fn, KINDS[kind].udf(task))
+            spark.udf.register(fn, KINDS[kind].udf(task, fn))
             describe_function(spark, fn, KINDS[kind], spec, info)
             result.functions[fn] = (spec.name, kind)
         result.models[spec.name] = info

@@ -49,7 +49,7 @@ def check_function_name(spark: Any, name: Any, what: str) -> None:
     """A SQL identifier that does not shadow one of Spark's built-in functions."""
     if not isinstance(name, str) or not IDENTIFIER.match(name):
         raise UsageError(f"{what}: the function name must be a SQL identifier (letters, digits, _)")
-    if name.lower() in registry.system_functions(spark):
+    if registry.is_builtin(spark, name):
         raise UsageError(f"{what}: '{name}' clashes with Spark's built-in function of that name; choose another")
 
 

@@ -6,9 +6,9 @@ catalog's decoder hooks.
 """
 from .inspect import ModelInfo, export_record, expected_sha256, inspect_model
 from .register import (EVENT_LOG_CONF, MODEL_DIRS_CONF, ON_ERROR_CONF, Registered, prepare_task, register_catalog,
-                       registrations, session_on_error, system_functions)
+                       registrations, session_on_error, is_builtin)
 from .shipping import ship_file, staging_dir
 
 __all__ = ["EVENT_LOG_CONF", "MODEL_DIRS_CONF", "ON_ERROR_CONF", "ModelInfo", "Registered", "export_record",
            "expected_sha256", "inspect_model", "prepare_task", "register_catalog", "registrations",
-           "session_on_error", "ship_file", "staging_dir", "system_functions"]
+           "session_on_error", "ship_file", "staging_dir", "is_builtin"]

@@ -50,22 +50,12 @@ class Registered:
     tasks: dict = field(default_factory=dict)  # entry -> udfs.Task, what executors run (for Python callers)
 
 
-def system_functions(spark: SparkSession) -> set:
-    return {row[0].lower() for row in spark.sql("SHOW SYSTEM FUNCTIONS").collect()}
-
-
-def _register_unavailable(spark: SparkSession, name: str, kind: str, message: str) -> None:
-    """A SQL function that raises ``message`` when called: one line to the user, whatever the image type."""
-    literal = message.replace("\\", "\\\\").replace("'", "\\'")
-    params, returns = KINDS[kind].sql_signature()
-    try:
-        spark.sql(f"CREATE OR REPLACE TEMPORARY FUNCTION {name}({params}) RETURNS {returns} "
-                  f"RETURN raise_error('{literal}')")
-    except Exception as exc:  # noqa: BLE001 - pyspark's AnalysisException; only this one condition is expected
-        # The session has sql-dl's Spark extension, whose functions resolve before temporary ones (Spark's
-        # search path is system.builtin, then system.session) and already include this stand-in.
-        if "CANNOT_REPLACE_NON_SQL_UDF_WITH_SQL_UDF" not in str(exc):
-            raise
+def is_builtin(spark: SparkSession, name: str) -> bool:
+    """Whether ``name`` is one of Spark's built-in functions (asked of the JVM's registry: a SHOW SYSTEM
+    FUNCTIONS query costs a second or more in a young session)."""
+    jvm = spark._jvm
+    identifier = jvm.org.apache.spark.sql.catalyst.FunctionIdentifier(name.lower())
+    return bool(jvm.org.apache.spark.sql.catalyst.analysis.FunctionRegistry.builtin().functionExists(identifier))
 
 
 @dataclass(frozen=True)
@@ -108,13 +98,12 @@ def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> R
     instructions, and one warning names the absent entries.
     """
     catalog = load_catalog(path, allowed_model_dirs(spark.conf.get(MODEL_DIRS_CONF, None) or None))
-    builtins = system_functions(spark)
     _check_devices(spark, catalog)
     session_on_error(spark)  # a bad spark.sqldl.onError fails here, once, before any entry
     result = Registered(catalog)
     for spec in catalog:
         for kind, fn in spec.functions.items():
-            if fn in builtins:
+            if is_builtin(spark, fn):
                 raise CatalogError(f"{spec.where()}: functions.{kind} '{fn}' clashes with Spark's built-in "
                                    f"function of that name; choose another name")
         if not spec.available:
@@ -193,5 +182,7 @@ def _register_missing(spark: SparkSession, spec: ModelSpec, result: Registered) 
     message = missing_message(spec)
     result.missing[spec.name] = message
     for kind, fn in spec.functions.items():
-        _register_unavailable(spark, fn, kind, message)
+        # a Python UDF of the kind's type that fails with the message: one registration call each (a SQL
+        # function per name cost ~75 ms of parsing), and it stays typed for queries that use its result
+        spark.udf.register(fn, KINDS[kind].unavailable_udf(message, fn))
         result.functions[fn] = (spec.name, kind)

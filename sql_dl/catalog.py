@@ -54,7 +54,8 @@ def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CatalogError(f"{path}: catalog file not found") from None
+        raise CatalogError(f"{path}: catalog file not found (a relative catalog path is taken from the current "
+                           f"directory, {Path.cwd()}: pass --catalog or catalog= with the file's path)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path}: cannot read catalog: {exc}") from None
     try:

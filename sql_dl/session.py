@@ -1,8 +1,8 @@
 """Build a SparkSession configured from sql-dl's Spark settings with the catalog registered.
 
 Settings come from ``sql_dl/conf/spark-defaults.conf`` (package data, so a wheel
-install keeps them; ``SQL_DL_CONF_DIR`` names another folder), then from the caller. JVM logs go to ``logs/spark.log`` and the
-JVM's own stderr to ``logs/jvm-stderr.log`` (``SQL_DL_LOG_DIR`` moves both), so
+install keeps them; ``SQL_DL_CONF_DIR`` names another folder), then from the caller. JVM logs go to ``spark.log`` and the
+JVM's own stderr to ``jvm-stderr.log`` in :func:`log_dir` (``SQL_DL_LOG_DIR`` moves both), so
 the console shows only sql-dl's own one-line messages.
 Python workers run this interpreter (``sys.executable``): otherwise Spark starts
 ``python3`` from PATH, which may lack the packages the UDFs need.
@@ -41,8 +41,16 @@ def read_spark_defaults(path: Path) -> dict:
     return settings
 
 
+def user_dir(kind: str, fallback: str) -> Path:
+    """A per-user folder (XDG: ``$XDG_STATE_HOME`` or ``$XDG_DATA_HOME``), so nothing appears in whatever
+    directory a command runs from."""
+    base = os.environ.get(f"XDG_{kind}_HOME") or str(Path.home() / fallback)
+    return Path(base) / "sql-dl"
+
+
 def log_dir() -> Path:
-    return Path(os.environ.get("SQL_DL_LOG_DIR", "logs")).resolve()
+    """Spark's logs: ``SQL_DL_LOG_DIR``, else ~/.local/state/sql-dl/logs."""
+    return Path(os.environ.get("SQL_DL_LOG_DIR") or user_dir("STATE", ".local/state") / "logs").resolve()
 
 
 @contextlib.contextmanager
@@ -69,6 +77,8 @@ def spark_settings(extra: dict | None = None) -> dict:
         for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
             settings[key] = f"{settings[key]} {java}" if settings.get(key) else java  # keep the conf file's flags
     settings["spark.pyspark.python"] = sys.executable
+    # tables made without a path (CREATE TABLE ... AS SELECT) go to a per-user folder, not ./spark-warehouse
+    settings.setdefault("spark.sql.warehouse.dir", str(user_dir("DATA", ".local/share") / "warehouse"))
     for key, value in (extra or {}).items():
         if key.endswith(("extraJavaOptions", "extraClassPath")) and settings.get(key):
             separator = " " if key.endswith("Options") else os.pathsep

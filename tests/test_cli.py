@@ -39,8 +39,9 @@ def test_sql_json_over_binaryfile_run_on_files_syntax(photo_dir):
     missing = [spec.name for spec in load_catalog(CATALOG) if not spec.available]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0] == (f"sql-dl: warning: {len(missing)} models have no ONNX file yet: "
-                                            f"{', '.join(missing)}; their functions fail until you run `sql-dl "
-                                            "models export NAME` (`sql-dl models list` shows them)")
+                                            f"{', '.join(missing)} (onnx paths are relative to the catalog's "
+                                            f"folder, {ROOT}); their functions fail until you run `sql-dl models "
+                                            "export NAME` (`sql-dl models list` shows them)")
 
 
 def test_sql_file_csv_then_error_gives_one_line_and_exit_1(tmp_path, photo_dir):
@@ -188,3 +189,17 @@ def test_ctrl_c_cancels_the_running_query_and_keeps_the_session(tmp_path):
             _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_nothing_is_written_to_the_working_directory(tmp_path):
+    """Logs and tables go to per-user folders (XDG), not wherever a command happens to run."""
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("SQL_DL_LOG_DIR", "XDG_STATE_HOME", "XDG_DATA_HOME")}
+    result = subprocess.run([SQL_DL, "sql", "--master", "local[1]", "--catalog", str(CATALOG), "-e",
+                             "CREATE TABLE t AS SELECT 1 AS one; SELECT one FROM t"], capture_output=True, text=True,
+                            cwd=work, timeout=300, env={**env, "HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    assert list(work.iterdir()) == []
+    assert (home / ".local" / "state" / "sql-dl" / "logs" / "spark.log").is_file()
+    assert (home / ".local" / "share" / "sql-dl" / "warehouse" / "t").is_dir()

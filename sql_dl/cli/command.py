@@ -1,7 +1,7 @@
 """The `sql-dl` command: a spark-sql style shell, model management, the demo.
 
 Errors reach the user as one line (``Error: ...``) with exit code 1; Spark and
-Python tracebacks stay in ``logs/spark.log``.
+Python tracebacks stay in Spark's log (``~/.local/state/sql-dl/logs/spark.log``; ``SQL_DL_LOG_DIR``).
 """
 from __future__ import annotations
 

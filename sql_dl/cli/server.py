@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import SqlDlError, one_line
 from ..extension import extension_settings
-from ..session import build_session
+from ..session import build_session, log_dir
 from .auth import check_bind, password_settings
 from .shell import split_statements
 
@@ -93,7 +93,7 @@ def _wait_until_listening(host: str, port: int, timeout: float = 60.0) -> None:
         except OSError:
             time.sleep(0.2)
     raise SqlDlError(f"the Thrift server did not start listening on {host}:{port} within {timeout:.0f} s "
-                     "(see logs/spark.log)")
+                     f"(see {log_dir() / 'spark.log'})")
 
 
 def run_init(spark, path: str) -> None:
@@ -111,7 +111,7 @@ def _check_extension(spark) -> None:
         spark.newSession().sql("DESCRIBE FUNCTION sql_dl_error").collect()
     except Exception:  # noqa: BLE001 - the reason is in the JVM's log, which the message names
         raise SqlDlError("new Spark sessions have no sql-dl functions: the extension could not prepare the "
-                         "catalog (see logs/jvm-stderr.log)") from None
+                         f"catalog (see {log_dir() / 'jvm-stderr.log'})") from None
 
 
 def start(options: ServeOptions):

@@ -174,8 +174,9 @@ def _warn_missing(result: Registered) -> None:
     if len(new) == 1:
         log.warning("%s", result.missing[new[0]])
     elif new:
-        log.warning("%d models have no ONNX file yet: %s; their functions fail until you run `sql-dl models "
-                    "export NAME` (`sql-dl models list` shows them)", len(new), ", ".join(new))
+        log.warning("%d models have no ONNX file yet: %s (onnx paths are relative to the catalog's folder, %s); "
+                    "their functions fail until you run `sql-dl models export NAME` (`sql-dl models list` shows "
+                    "them)", len(new), ", ".join(new), result.catalog.path.parent)
 
 
 def _register_missing(spark: SparkSession, spec: ModelSpec, result: Registered) -> None:

@@ -28,11 +28,11 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path = ROOT, **env_extra:
 
 def test_sql_json_over_binaryfile_run_on_files_syntax(photo_dir):
     query = (f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, predict_efficientnet_lite0(content) AS label "
-             f"FROM binaryFile.`{photo_dir}/*.jpg` ORDER BY file; SELECT 1 AS one, 'a;b' AS text")
+             f"FROM binaryFile.`{photo_dir}/*.jpg` ORDER BY file; SELECT 1 AS one, 'a;b' AS text, CAST(0.1 AS FLOAT) AS f")
     result = run_cli("sql", "--master", "local[2]", "--format", "json", "-e", query)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert rows[-1] == {"one": 1, "text": "a;b"}
+    assert rows[-1] == {"one": 1, "text": "a;b", "f": 0.1}, "a FLOAT shown as float32 holds it, as over JDBC"
     labels = {r["file"]: r["label"] for r in rows[:-1]}
     assert len(labels) >= 7 and labels["coffee.jpg"] == "espresso"
     # stderr: one warning line naming the models without ONNX files, and nothing from the JVM
@@ -203,3 +203,21 @@ def test_nothing_is_written_to_the_working_directory(tmp_path):
     assert list(work.iterdir()) == []
     assert (home / ".local" / "state" / "sql-dl" / "logs" / "spark.log").is_file()
     assert (home / ".local" / "share" / "sql-dl" / "warehouse" / "t").is_dir()
+
+
+def test_table_cells_of_several_lines_and_float32_values():
+    import io as text_io
+
+    from pyspark.sql.types import ArrayType, FloatType, IntegerType, StringType, StructField, StructType
+
+    from sql_dl.cli.shell import narrow, write_rows
+
+    out = text_io.StringIO()
+    write_rows(["info"], [["Function: f\nUsage: f(image) - a label"]], "table", out)
+    lines = out.getvalue().splitlines()
+    assert [line.rstrip("| ") for line in lines[3:5]] == ["| Function: f", "| Usage: f(image) - a label"]
+    assert {len(line) for line in lines[:-1]} == {len("| Usage: f(image) - a label |")}, "as wide as the longest line"
+    topk = ArrayType(StructType([StructField("label", StringType()), StructField("index", IntegerType()),
+                                 StructField("score", FloatType())]))
+    assert narrow([{"label": "espresso", "index": 967, "score": 0.954243540763855}], topk) == [
+        {"label": "espresso", "index": 967, "score": 0.95424354}]

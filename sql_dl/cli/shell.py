@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
+import numpy as np
+
 from ..errors import SqlDlError, one_line
 
 FORMATS = ("table", "json", "csv")
@@ -82,7 +84,28 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_rows(columns: list[str], rows: Iterable, fmt: str, out: TextIO) -> None:
+def narrow(value: Any, data_type: Any) -> Any:
+    """A plain value with every FLOAT (float32) shown as float32 holds it: 0.95424354, not the double
+    0.954243540763855 pyspark hands over (JDBC clients print the former)."""
+    from pyspark.sql.types import ArrayType, FloatType, MapType, StructType
+
+    if value is None:
+        return None
+    if isinstance(data_type, FloatType):
+        return float(str(np.float32(value)))
+    if isinstance(data_type, ArrayType):
+        return [narrow(v, data_type.elementType) for v in value]
+    if isinstance(data_type, StructType):
+        return {f.name: narrow(value.get(f.name), f.dataType) for f in data_type.fields}
+    if isinstance(data_type, MapType):
+        return {k: narrow(v, data_type.valueType) for k, v in value.items()}
+    return value
+
+
+def write_rows(columns: list[str], rows: Iterable, fmt: str, out: TextIO, types: list | None = None) -> None:
+    """``types``: the columns' Spark types, when known (FLOAT columns are then shown as float32)."""
+    if types is not None:
+        rows = [[narrow(plain(v), t) for v, t in zip(row, types)] for row in rows]
     if fmt == "json":  # one JSON object per row, keys = column names
         for row in rows:
             out.write(json.dumps({c: plain(v) for c, v in zip(columns, row)}, ensure_ascii=False) + "\n")
@@ -96,10 +119,14 @@ def write_rows(columns: list[str], rows: Iterable, fmt: str, out: TextIO) -> Non
 
 
 def _write_table(columns: list[str], cells: list[list[str]], out: TextIO) -> None:
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    """A text table; a cell of several lines (DESCRIBE FUNCTION's text) spans as many table lines."""
+    lines_of = [[cell.splitlines() or [""] for cell in row] for row in cells]
+    widths = [max([len(c)] + [len(piece) for r in lines_of for piece in r[i]]) for i, c in enumerate(columns)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     fmt_row = lambda r: "| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |"  # noqa: E731
-    out.write("\n".join([line, fmt_row(columns), line, *map(fmt_row, cells), line]) + "\n")
+    body = [fmt_row([cell[i] if i < len(cell) else "" for cell in row])
+            for row in lines_of for i in range(max(len(cell) for cell in row))]
+    out.write("\n".join([line, fmt_row(columns), line, *body, line]) + "\n")
     out.write(f"({len(cells)} row{'s' if len(cells) != 1 else ''})\n")
 
 
@@ -140,8 +167,8 @@ class QueryCancelled(SqlDlError):
     """Ctrl-C stopped the running query (its Spark jobs were cancelled); the session goes on."""
 
 
-def _run_cancellably(spark: Any, statement: str) -> tuple[list, list]:
-    """(columns, rows) of ``statement``, run in a thread under its own Spark job group, so that Ctrl-C here
+def _run_cancellably(spark: Any, statement: str) -> tuple[list, list, list]:
+    """(columns, rows, column types) of ``statement``, run in a thread under its own Spark job group, so that Ctrl-C here
     cancels the query's jobs (tasks interrupted, Python workers freed) instead of breaking py4j mid-call."""
     group, result = f"sql-dl-{uuid.uuid4().hex}", {}
 
@@ -150,6 +177,7 @@ def _run_cancellably(spark: Any, statement: str) -> tuple[list, list]:
             spark.sparkContext.setJobGroup(group, statement[:200], interruptOnCancel=True)
             frame = spark.sql(statement)
             result["rows"], result["columns"] = frame.collect(), frame.columns
+            result["types"] = [field.dataType for field in frame.schema.fields]
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
             result["error"] = exc
 
@@ -164,15 +192,15 @@ def _run_cancellably(spark: Any, statement: str) -> tuple[list, list]:
         raise QueryCancelled("query cancelled (Ctrl-C)") from None
     if "error" in result:
         raise result["error"]
-    return result["columns"], result["rows"]
+    return result["columns"], result["rows"], result["types"]
 
 
 def run_statement(spark: Any, statement: str, fmt: str, out: TextIO = sys.stdout, progress: TextIO | None = None
                   ) -> None:
     with Progress(spark, progress) if progress is not None else contextlib.nullcontext():
-        columns, rows = _run_cancellably(spark, statement)
+        columns, rows, types = _run_cancellably(spark, statement)
     if columns and (rows or fmt != "json"):
-        write_rows(columns, rows, fmt, out)
+        write_rows(columns, rows, fmt, out, types)
 
 
 def run_script(spark: Any, text: str, fmt: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr,

@@ -19,6 +19,7 @@ from typing import Iterator
 from pyspark.sql import SparkSession
 
 from .catalog import allowed_model_dirs, load_catalog
+from .paths import data_dir, state_dir
 from .registry import MODEL_DIRS_CONF, Registered, register_catalog
 
 PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
@@ -41,16 +42,9 @@ def read_spark_defaults(path: Path) -> dict:
     return settings
 
 
-def user_dir(kind: str, fallback: str) -> Path:
-    """A per-user folder (XDG: ``$XDG_STATE_HOME`` or ``$XDG_DATA_HOME``), so nothing appears in whatever
-    directory a command runs from."""
-    base = os.environ.get(f"XDG_{kind}_HOME") or str(Path.home() / fallback)
-    return Path(base) / "sql-dl"
-
-
 def log_dir() -> Path:
     """Spark's logs: ``SQL_DL_LOG_DIR``, else ~/.local/state/sql-dl/logs."""
-    return Path(os.environ.get("SQL_DL_LOG_DIR") or user_dir("STATE", ".local/state") / "logs").resolve()
+    return Path(os.environ.get("SQL_DL_LOG_DIR") or state_dir() / "logs").resolve()
 
 
 @contextlib.contextmanager
@@ -78,7 +72,7 @@ def spark_settings(extra: dict | None = None) -> dict:
             settings[key] = f"{settings[key]} {java}" if settings.get(key) else java  # keep the conf file's flags
     settings["spark.pyspark.python"] = sys.executable
     # tables made without a path (CREATE TABLE ... AS SELECT) go to a per-user folder, not ./spark-warehouse
-    settings.setdefault("spark.sql.warehouse.dir", str(user_dir("DATA", ".local/share") / "warehouse"))
+    settings.setdefault("spark.sql.warehouse.dir", str(data_dir() / "warehouse"))
     for key, value in (extra or {}).items():
         if key.endswith(("extraJavaOptions", "extraClassPath")) and settings.get(key):
             separator = " " if key.endswith("Options") else os.pathsep

@@ -26,10 +26,11 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path = ROOT, **env_extra:
                           timeout=300)
 
 
-def test_sql_json_over_binaryfile_run_on_files_syntax(photo_dir):
+def test_sql_json_over_binaryfile_run_on_files_syntax(photo_dir, tmp_path):
     query = (f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, predict_efficientnet_lite0(content) AS label "
              f"FROM binaryFile.`{photo_dir}/*.jpg` ORDER BY file; SELECT 1 AS one, 'a;b' AS text, CAST(0.1 AS FLOAT) AS f")
-    result = run_cli("sql", "--master", "local[2]", "--format", "json", "-e", query)
+    state = str(tmp_path / "state")  # what the user was already told lives here
+    result = run_cli("sql", "--master", "local[2]", "--format", "json", "-e", query, XDG_STATE_HOME=state)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows[-1] == {"one": 1, "text": "a;b", "f": 0.1}, "a FLOAT shown as float32 holds it, as over JDBC"
@@ -42,6 +43,8 @@ def test_sql_json_over_binaryfile_run_on_files_syntax(photo_dir):
                                             f"{', '.join(missing)} (onnx paths are relative to the catalog's "
                                             f"folder, {ROOT}); their functions fail until you run `sql-dl models "
                                             "export NAME` (`sql-dl models list` shows them)")
+    again = run_cli("sql", "--master", "local[1]", "-e", "SELECT 1", XDG_STATE_HOME=state)
+    assert again.returncode == 0 and again.stderr == "", "said once: not again while the same models are missing"
 
 
 def test_sql_file_csv_then_error_gives_one_line_and_exit_1(tmp_path, photo_dir):

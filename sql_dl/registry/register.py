@@ -8,6 +8,8 @@ to supply the model; all other entries register normally.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pyspark.sql import SparkSession
 from ..catalog import ON_ERROR, allowed_model_dirs, load_catalog
 from ..errors import CatalogError
 from ..executor import runtime
+from ..paths import state_dir
 from ..executor.kinds import ERROR, KINDS, error_task
 from ..executor.outputs import load_labels
 from ..executor.udfs import Task
@@ -168,15 +171,30 @@ def registrations(spark: SparkSession) -> list:
 
 
 def _warn_missing(result: Registered) -> None:
-    """One warning naming each missing entry once (per process): one line, not one per entry."""
+    """One line naming the entries without a model file, said once per process and, across commands, again
+    only when that set changes (remembered per catalog in the user's state folder)."""
     new = [name for name in result.missing if (str(result.catalog.path), name) not in _warned]
     _warned.update((str(result.catalog.path), name) for name in new)
+    if not new or not _changed_since_last_said(result.catalog.path, sorted(result.missing)):
+        return
     if len(new) == 1:
         log.warning("%s", result.missing[new[0]])
     elif new:
         log.warning("%d models have no ONNX file yet: %s (onnx paths are relative to the catalog's folder, %s); "
                     "their functions fail until you run `sql-dl models export NAME` (`sql-dl models list` shows "
                     "them)", len(new), ", ".join(new), result.catalog.path.parent)
+
+
+def _changed_since_last_said(catalog: Path, missing: list[str]) -> bool:
+    state = state_dir() / f"missing-{hashlib.sha256(str(catalog).encode()).hexdigest()[:16]}.json"
+    try:
+        if state.is_file() and json.loads(state.read_text()) == missing:
+            return False
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(missing))
+    except (OSError, ValueError):
+        pass  # no state folder: say it every time rather than never
+    return True
 
 
 def _register_missing(spark: SparkSession, spec: ModelSpec, result: Registered) -> None:

@@ -232,7 +232,7 @@ def test_a_client_cancel_or_disconnect_stops_its_query(server, expected_labels, 
     connection = hive.connect(host="127.0.0.1", port=server.port, username="analyst")
     cursor = connection.cursor()
     cursor.execute(LONG_QUERY, async_=True)
-    time.sleep(4)
+    time.sleep(2)
     assert cursor.poll().operationState == TOperationState.RUNNING_STATE
     if how == "cancel":
         cursor.cancel()

@@ -92,7 +92,7 @@ def build_session(master: str | None = None, catalog: str | Path | None = "model
                   app_name: str = "sql-dl", conf: dict | None = None) -> SparkSession:
     """A SparkSession from sql-dl's Spark settings (master ``local[*]`` unless given) with ``catalog`` registered."""
     if catalog is not None:  # a broken catalog is one line in about a second, before Spark's ~9 s start
-        load_catalog(catalog, allowed_model_dirs((conf or {}).get(MODEL_DIRS_CONF)))
+        catalog = load_catalog(catalog, allowed_model_dirs((conf or {}).get(MODEL_DIRS_CONF)))
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("SQL_DL_MASTER", "local[*]"))

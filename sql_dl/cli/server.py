@@ -35,7 +35,7 @@ class ServeOptions:
     port: int | None = None  # 10000 for JDBC/ODBC, 15002 for Spark Connect
     catalog: str = "models.yaml"
     master: str | None = None
-    init: str | None = None  # a .sql file run at start (e.g. CREATE TEMPORARY VIEW ...)
+    init: str | None = None  # a .sql file run once at start (e.g. CREATE TABLE photos USING binaryFile ...)
     auth: str = "none"  # "none" | "password"
     password_file: str | None = None
     hiveconf: dict = field(default_factory=dict)  # extra hive.server2.* settings (LDAP, Kerberos, ...)

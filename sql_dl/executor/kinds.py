@@ -47,9 +47,9 @@ class Arg:
                                           pa.types.is_string(kind) or pa.types.is_large_string(kind))
         if not fits:
             raise UsageError(f"{call}: {self.name} must be {self.sql_type}, got {sql_type_name(kind)}")
-        if self.positive and pa.types.is_integer(kind) and len(column) and pc.min(column).as_py() is not None \
-                and pc.min(column).as_py() < 1:
-            raise UsageError(f"{call}: {self.name} must be a positive integer, got {pc.min(column).as_py()}")
+        smallest = pc.min(column).as_py() if self.positive and pa.types.is_integer(kind) else None
+        if smallest is not None and smallest < 1:
+            raise UsageError(f"{call}: {self.name} must be a positive integer, got {smallest}")
 
 
 def sql_type_name(arrow_type: pa.DataType) -> str:

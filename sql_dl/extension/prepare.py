@@ -25,7 +25,7 @@ from pyspark.serializers import CloudPickleSerializer
 from ..catalog import allowed_model_dirs, load_catalog
 from ..executor.kinds import ERROR, KINDS, Kind, error_task
 from ..registry.describe import description
-from ..registry.inspect import missing_message, random_weights_warning
+from ..registry.inspect import missing_message, missing_warning, random_weights_warning
 from ..registry.register import Settings, make_task
 from ..registry.shipping import stage_file
 
@@ -71,8 +71,7 @@ def records(catalog_path: str, settings: Settings) -> Iterator[str]:
         entries.append((spec.name, task.input, task.decoder))
     yield function_record(ERROR.sql_name, ERROR, ERROR.udf(error_task(entries)), description(ERROR))
     if missing:
-        yield _record("warning", f"{len(missing)} model(s) have no ONNX file yet: {', '.join(missing)}; their "
-                                 "functions fail until you run `sql-dl models export NAME`")
+        yield _record("warning", missing_warning(missing, catalog.path))
 
 
 def prepare(catalog_path: str, out: str | Path, settings: Settings) -> None:

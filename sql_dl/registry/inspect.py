@@ -47,6 +47,13 @@ def missing_message(spec: ModelSpec) -> str:
             f"or copy an ONNX file to that path")
 
 
+def missing_warning(names: list[str], catalog: Path) -> str:
+    """The one line that names every entry without its model file."""
+    return (f"{len(names)} models have no ONNX file yet: {', '.join(names)} (onnx paths are relative to the "
+            f"catalog's folder, {catalog.parent}); their functions fail until you run `sql-dl models export NAME` "
+            "(`sql-dl models list` shows them)")
+
+
 def open_checked(path: Path, where: str) -> backends.LoadedModel:
     """The model at ``path`` opened on the driver's CPU, or one CatalogError line saying why not."""
     try:

@@ -29,7 +29,7 @@ from ..specs import Catalog, ModelSpec
 from .describe import describe_function
 from .devices import check_devices, cuda_provider, nvidia_present, spark_facts
 from .hooks import load_decoder
-from .inspect import ModelInfo, inspect_model, missing_message, random_weights_warning
+from .inspect import ModelInfo, inspect_model, missing_message, missing_warning, random_weights_warning
 from .shipping import ship_file
 
 log = logging.getLogger("sql_dl")
@@ -93,14 +93,16 @@ def prepare_task(spark: SparkSession, spec: ModelSpec, decoder: Callable | None 
     return info, task
 
 
-def register_catalog(spark: SparkSession, path: str | Path = "models.yaml") -> Registered:
-    """Validate the catalog at ``path`` and register every entry's SQL functions in ``spark``.
+def register_catalog(spark: SparkSession, path: str | Path | Catalog = "models.yaml") -> Registered:
+    """Validate the catalog at ``path`` (or take one already loaded) and register every entry's SQL functions
+    in ``spark``.
 
     Raises :class:`CatalogError` (one line) for an invalid catalog or model. An
     entry whose ONNX file is absent is registered as functions that fail with
     instructions, and one warning names the absent entries.
     """
-    catalog = load_catalog(path, allowed_model_dirs(spark.conf.get(MODEL_DIRS_CONF, None) or None))
+    catalog = path if isinstance(path, Catalog) else load_catalog(
+        path, allowed_model_dirs(spark.conf.get(MODEL_DIRS_CONF, None) or None))
     _check_devices(spark, catalog)
     session_on_error(spark)  # a bad spark.sqldl.onError fails here, once, before any entry
     result = Registered(catalog)
@@ -166,7 +168,7 @@ def check_on_error(value: str | None) -> str | None:
 
 
 def registrations(spark: SparkSession) -> list:
-    """Every :class:`Registered` catalog of this session's SparkContext, oldest first."""
+    """Every :class:`Registered` catalog of the SparkContext behind ``spark``, oldest first."""
     return list(_registrations.get(spark.sparkContext, []))
 
 
@@ -180,9 +182,7 @@ def _warn_missing(result: Registered) -> None:
     if len(new) == 1:
         log.warning("%s", result.missing[new[0]])
     elif new:
-        log.warning("%d models have no ONNX file yet: %s (onnx paths are relative to the catalog's folder, %s); "
-                    "their functions fail until you run `sql-dl models export NAME` (`sql-dl models list` shows "
-                    "them)", len(new), ", ".join(new), result.catalog.path.parent)
+        log.warning("%s", missing_warning(new, result.catalog.path))
 
 
 def _changed_since_last_said(catalog: Path, missing: list[str]) -> bool:

@@ -41,7 +41,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="sql-dl-jdbc-"))
     make_photo_dir(folder)
     init = folder / "init.sql"
-    init.write_text(f"CREATE TEMPORARY VIEW photos USING binaryFile OPTIONS (path '{folder}/*.jpg');\n")
+    init.write_text(f"CREATE TABLE photos USING binaryFile OPTIONS (path '{folder}/*.jpg');\n")
     spark, server = start(ServeOptions(port=args.port, init=str(init)))
     try:
         cursor = hive.connect(host="127.0.0.1", port=args.port, username="bench").cursor()

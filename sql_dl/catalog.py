@@ -226,15 +226,18 @@ def _functions(e: _Entry, name: str, outputs: OutputSpec) -> dict:
 
 
 ENTRY_FIELDS = ("onnx", "sha256", "source", "input", "labels", "outputs", "batch_size", "device", "precision",
-                "on_error", "functions")
+                "on_error", "functions", "versions", "aliases")
+# What one version may set for itself; input: is merged over the entry's (so a version names only what differs)
+VERSION_FIELDS = ("onnx", "sha256", "source", "input", "labels", "outputs", "precision")
+VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DEFAULT_ALIAS = "default"  # the version predict_NAME and friends run
 
 
-def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict) -> ModelSpec:
-    where = f"{file_name}: entry '{name}'"
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
-        raise CatalogError(f"{where}: the entry name must be a SQL identifier (letters, digits, _)")
-    e = _Entry(where, {**defaults, **raw} if isinstance(raw, dict) else raw, base)
-    e.check_known(e.raw, ENTRY_FIELDS)
+def _model_spec(name: str, raw: dict, file_name: str, base: Path, version: str = "1",
+                aliases: tuple = (), versioned: bool = False) -> ModelSpec:
+    """One version of an entry; ``raw`` is the entry's fields with the version's merged in."""
+    where = f"{file_name}: entry '{name}'" + (f" version '{version}'" if versioned else "")
+    e = _Entry(where, raw, base)
     if "onnx" not in e.raw:
         raise CatalogError(f"{where}: onnx is required (the path of the model's ONNX file)")
     sha = e.raw.get("sha256")
@@ -258,8 +261,77 @@ def _model_spec(name: Any, raw: Any, file_name: str, base: Path, defaults: dict)
         device=device,
         precision=_precision(e),
         on_error=e.choice(e.raw, "on_error", ON_ERROR, "null"),
-        functions=_functions(e, name, outputs), catalog_file=file_name,
+        functions=_functions(e, name, outputs), catalog_file=file_name, version=version, aliases=aliases,
     )
+
+
+def _entry_versions(name: Any, raw: Any, file_name: str, base: Path, defaults: dict) -> tuple[dict, dict]:
+    """An entry's versions ({version: ModelSpec}) and aliases ({alias: version}); an entry without
+    ``versions:`` is one version named "1" that ``default`` names."""
+    where = f"{file_name}: entry '{name}'"
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise CatalogError(f"{where}: the entry name must be a SQL identifier (letters, digits, _)")
+    e = _Entry(where, {**defaults, **raw} if isinstance(raw, dict) else raw, base)
+    e.check_known(e.raw, ENTRY_FIELDS)
+    shared = {k: v for k, v in e.raw.items() if k not in ("versions", "aliases")}
+    if "versions" not in e.raw:
+        if "aliases" in e.raw:
+            raise CatalogError(f"{where}: aliases need versions: (a mapping of version name -> onnx, sha256, ...)")
+        return {"1": _model_spec(name, shared, file_name, base, "1", (DEFAULT_ALIAS,))}, {DEFAULT_ALIAS: "1"}
+    raw_versions = e.raw["versions"]
+    if not isinstance(raw_versions, dict) or not raw_versions:
+        raise e.fail("versions", "a non-empty mapping of version name -> fields (onnx, sha256, ...)", raw_versions)
+    for key in ("onnx", "sha256"):
+        if key in shared:
+            raise CatalogError(f"{where}: {key} belongs to each version when the entry has versions: "
+                               f"(move it under versions.NAME)")
+    aliases = _aliases(e, [str(v) for v in raw_versions])
+    versions = {}
+    for version, fields in raw_versions.items():
+        version = str(version)
+        if not VERSION_NAME.match(version):
+            raise e.fail(f"versions.{version}", "named with letters, digits, '.', '_' or '-'", version)
+        if not isinstance(fields, dict):
+            raise e.fail(f"versions.{version}", f"a mapping of {', '.join(VERSION_FIELDS)}", fields)
+        e.check_known(fields, VERSION_FIELDS, f"versions.{version}.")
+        merged = {**shared, **fields}
+        if isinstance(shared.get("input"), dict) and isinstance(fields.get("input"), dict):
+            merged["input"] = {**shared["input"], **fields["input"]}
+        named = tuple(alias for alias, target in aliases.items() if target == version)
+        versions[version] = _model_spec(name, merged, file_name, base, version, named, versioned=True)
+    _check_distinct_files(where, versions)
+    return versions, aliases
+
+
+def _aliases(e: _Entry, versions: list[str]) -> dict:
+    raw = e.raw.get("aliases", {DEFAULT_ALIAS: versions[0]} if len(versions) == 1 else None)
+    if raw is None:
+        raise CatalogError(f"{e.where}: aliases.{DEFAULT_ALIAS} is required with several versions (the version "
+                           f"the entry's functions run), e.g. aliases: {{{DEFAULT_ALIAS}: '{versions[-1]}'}}")
+    if not isinstance(raw, dict):
+        raise e.fail("aliases", "a mapping of alias -> version", raw)
+    aliases = {}
+    for alias, version in raw.items():
+        if not isinstance(alias, str) or not IDENTIFIER.match(alias):
+            raise e.fail("aliases", "keyed by identifiers (letters, digits, _)", alias)
+        if alias in versions:
+            raise CatalogError(f"{e.where}: alias '{alias}' is also a version name: NAME@{alias} would be ambiguous")
+        if str(version) not in versions:
+            raise CatalogError(f"{e.where}: aliases.{alias} names version {version!r}, which is not among "
+                               f"versions: {', '.join(versions)}")
+        aliases[alias] = str(version)
+    if DEFAULT_ALIAS not in aliases:
+        raise CatalogError(f"{e.where}: aliases.{DEFAULT_ALIAS} is required (the version the entry's functions run)")
+    return aliases
+
+
+def _check_distinct_files(where: str, versions: dict) -> None:
+    seen: dict = {}
+    for version, spec in versions.items():
+        if spec.onnx in seen:
+            raise CatalogError(f"{where}: versions '{seen[spec.onnx]}' and '{version}' name the same onnx file "
+                               f"{spec.onnx}; each version is its own file")
+        seen[spec.onnx] = version
 
 
 def _precision(e: _Entry) -> str:
@@ -280,9 +352,9 @@ def _check_unique_functions(models: dict, file_name: str) -> None:
             owner[fn] = f"entry '{spec.name}'"
 
 
-def _check_allowed(models: dict, allowed: list[Path]) -> None:
+def _check_allowed(specs: list, allowed: list[Path]) -> None:
     """Model and label files must resolve (symlinks followed) inside one of the allowed directories."""
-    for spec in models.values():
+    for spec in specs:
         files = [("onnx", spec.onnx)] + ([("labels", Path(spec.labels))] if spec.labels != "imagenet" else [])
         for field_name, path in files:
             if not any(path.is_relative_to(folder) for folder in allowed):
@@ -318,12 +390,16 @@ def load_catalog(path: str | Path = "models.yaml", allowed_dirs: list[Path] | No
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict) or set(defaults) - set(DEFAULT_FIELDS):
         raise CatalogError(f"{name}: defaults may set only {', '.join(DEFAULT_FIELDS)}, got {defaults!r}")
-    models = {n: _model_spec(n, raw, name, path.parent, defaults) for n, raw in data["models"].items()}
+    versions, aliases = {}, {}
+    for entry, raw in data["models"].items():
+        versions[entry], aliases[entry] = _entry_versions(entry, raw, name, path.parent, defaults)
+    models = {entry: versions[entry][aliases[entry][DEFAULT_ALIAS]] for entry in versions}
     _check_unique_functions(models, name)
+    catalog = Catalog(path=path, models=models, versions=versions, aliases=aliases)
     allowed = allowed_model_dirs() if allowed_dirs is None else allowed_dirs
     if allowed:
-        _check_allowed(models, allowed)
-    return Catalog(path=path, models=models)
+        _check_allowed(catalog.all_versions(), allowed)
+    return catalog
 
 
 __all__: list[str] = ["Catalog", "InputSpec", "ModelSpec", "OutputSpec", "load_catalog"]

@@ -19,6 +19,7 @@ from typing import Iterator
 from pyspark.sql import SparkSession
 
 from .catalog import allowed_model_dirs, load_catalog
+from .extension import extension_classes
 from .paths import data_dir, state_dir
 from .registry import MODEL_DIRS_CONF, Registered, register_catalog
 
@@ -71,6 +72,9 @@ def spark_settings(extra: dict | None = None) -> dict:
         for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
             settings[key] = f"{settings[key]} {java}" if settings.get(key) else java  # keep the conf file's flags
     settings["spark.pyspark.python"] = sys.executable
+    # sql-dl's JVM half (the functions' builders, reloads, the audit line) on the driver's class path
+    settings["spark.driver.extraClassPath"] = os.pathsep.join(
+        filter(None, [settings.get("spark.driver.extraClassPath"), str(extension_classes())]))
     # tables made without a path (CREATE TABLE ... AS SELECT) go to a per-user folder, not ./spark-warehouse
     settings.setdefault("spark.sql.warehouse.dir", str(data_dir() / "warehouse"))
     for key, value in (extra or {}).items():

@@ -77,6 +77,8 @@ class ModelSpec:
     on_error: str  # "null" | "fail": what a row whose image cannot be decoded does
     functions: dict = field(compare=False)  # kind (predict|topk|featurize) -> SQL function name
     catalog_file: str
+    version: str = "1"  # which of the entry's versions this spec is (an entry without versions: has "1")
+    aliases: tuple = ()  # the entry's aliases naming this version (default, champion, ...)
 
     @property
     def available(self) -> bool:
@@ -85,11 +87,18 @@ class ModelSpec:
     def where(self) -> str:
         return f"{self.catalog_file}: entry '{self.name}'"
 
+    @property
+    def ref(self) -> str:
+        """NAME@VERSION: how SQL names exactly this version."""
+        return f"{self.name}@{self.version}"
+
 
 @dataclass(frozen=True)
 class Catalog:
     path: Path
-    models: dict
+    models: dict  # entry name -> the ModelSpec of its default version
+    versions: dict = field(default_factory=dict)  # entry name -> {version -> ModelSpec}, in catalog order
+    aliases: dict = field(default_factory=dict)  # entry name -> {alias -> version}
 
     def get(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -98,4 +107,24 @@ class Catalog:
         return self.models[name]
 
     def __iter__(self):
+        """The default version of every entry: what the per-entry functions run."""
         return iter(self.models.values())
+
+    def all_versions(self) -> list:
+        """Every version of every entry, entries in catalog order."""
+        return [spec for name in self.models for spec in self.versions.get(name, {name: self.models[name]}).values()]
+
+    def resolve(self, ref: str) -> ModelSpec:
+        """'NAME', 'NAME@ALIAS' or 'NAME@VERSION' -> that version's spec; one line listing what exists if none."""
+        name, _, tag = ref.strip().partition("@")
+        spec = self.models.get(name.lower())
+        if spec is None:
+            raise CatalogError(f"no model named {name!r}; the catalog has: {', '.join(self.models) or 'none'}")
+        versions, aliases = self.versions.get(spec.name, {spec.version: spec}), self.aliases.get(spec.name, {})
+        if not tag:
+            return spec
+        version = aliases.get(tag, tag)
+        if version not in versions:
+            raise CatalogError(f"model '{spec.name}' has no version or alias {tag!r}; versions: "
+                               f"{', '.join(versions)}; aliases: {', '.join(f'{a}={v}' for a, v in aliases.items())}")
+        return versions[version]

@@ -67,7 +67,7 @@ def test_a_bad_catalog_registers_nothing_and_says_why_in_one_line(tmp_path):
 def test_python_version_skew_fails_with_one_line(tmp_path, photo_dir):
     """Functions prepared by one Python and run by workers of another: pyspark's own version check, one line."""
     fake = tmp_path / "python-claiming-3.10"
-    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c \"import runpy, sys; import sql_dl.extension.prepare as p; "
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c \"import runpy, sys; import sql_dl.registry.records as p; "
                     f"p.PYTHON_VERSION = '3.10'; sys.argv = sys.argv[2:]; "
                     f"runpy.run_module('sql_dl.extension', run_name='__main__')\" \"$@\"\n")
     fake.chmod(0o755)

@@ -65,7 +65,7 @@ def test_functions_mapping_names_only_kinds_of_the_table(tmp_path):
     body = ("models:\n  m:\n    onnx: m.onnx\n    input: {size: [8, 8]}\n    outputs: {scores: logits}\n"
             "    functions: {segment: seg_m}\n")
     with pytest.raises(CatalogError, match=r"unknown field 'functions\.segment' \(known: predict, topk, featurize, "
-                                          r"probabilities\)"):
+                                          r"probabilities, detail\)"):
         load_catalog(write_catalog(tmp_path, body))
 
 

@@ -26,7 +26,7 @@ from pyspark.sql.types import ArrayType, DataType, FloatType, IntegerType, Strin
 from ..errors import ModelUnavailableError, UsageError
 from ..specs import InputSpec
 from .images import decode_error, image_to_pixels
-from .outputs import features_array, probabilities, top1_array, topk_array
+from .outputs import scatter, features_array, probabilities, top1_array, topk_array
 from .udfs import Task, infer
 
 
@@ -85,6 +85,7 @@ class Kind:
     args: tuple[Arg, ...] = ()  # extra SQL arguments after the image
     per_entry: bool = True  # False: one function for the whole session (sql_dl_error)
     example_args: str = "content"
+    generic: str | None = None  # the SQL name taking the model as its first argument: ml_predict('NAME@ALIAS', ...)
 
     def udf(self, task: object, sql_name: str | None = None, **fixed: object):
         """The Arrow UDF running this kind for ``task`` as the SQL function ``sql_name`` (named in messages);
@@ -153,6 +154,15 @@ def featurize_batch(task: Task, images: pa.Array) -> pa.Array:
     return features_array(outputs[task.outputs.get("features")], valid)
 
 
+def detail_batch(task: Task, images: pa.Array) -> pa.Array:
+    """The top-1 label and probability with the model name, version and sha256 that produced them."""
+    valid, probs = _probabilities(task, images)
+    ref = task.ref
+    rows = [{"label": task.labels[i], "score": float(p[i]), "model": ref.name, "version": ref.version,
+             "sha256": ref.sha256} for p, i in zip(probs, probs.argmax(axis=1) if len(probs) else [])]
+    return pa.array(scatter(valid, rows, len(valid)), DETAIL_ARROW)
+
+
 def probabilities_batch(task: Task, images: pa.Array) -> pa.Array:
     """Class probabilities (softmax of logits unless the model gives probabilities) as ARRAY<FLOAT>."""
     return features_array(*_probabilities(task, images)[::-1])
@@ -203,18 +213,28 @@ TOPK_TYPE = ArrayType(StructType([StructField("label", StringType()), StructFiel
                                   StructField("score", FloatType())]))
 TOPK_ARROW = to_arrow_type(TOPK_TYPE)
 FLOATS = ArrayType(FloatType())
+DETAIL_TYPE = StructType([StructField(name, FloatType() if name == "score" else StringType())
+                          for name in ("label", "score", "model", "version", "sha256")])
+DETAIL_ARROW = to_arrow_type(DETAIL_TYPE)
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("predict", "predict_{model}", ("scores",), StringType(), predict_batch,
-         "_FUNC_(image) - the top-1 label (STRING) of model '{model}'."),
+         "_FUNC_(image) - the top-1 label (STRING) of model '{model}'.", generic="ml_predict"),
     Kind("topk", "predict_{model}_topk", ("scores",), TOPK_TYPE, topk_batch,
          "_FUNC_(image, k) - the k best labels of model '{model}' as ARRAY<STRUCT<label: STRING, index: INT, "
          "score: FLOAT>>, best first; scores are probabilities.",
-         args=(Arg("k", "INT", "how many labels (INT)", positive=True),), example_args="content, 5"),
+         args=(Arg("k", "INT", "how many labels (INT)", positive=True),), example_args="content, 5",
+         generic="ml_predict_topk"),
     Kind("featurize", "featurize_{model}", ("features",), FLOATS, featurize_batch,
-         "_FUNC_(image) - the pooled features (ARRAY<FLOAT>, {features} values) of model '{model}'."),
+         "_FUNC_(image) - the pooled features (ARRAY<FLOAT>, {features} values) of model '{model}'.",
+         generic="ml_featurize"),
     Kind("probabilities", "probabilities_{model}", ("scores",), FLOATS, probabilities_batch,
-         "_FUNC_(image) - the class probabilities (ARRAY<FLOAT>, one per label) of model '{model}'."),
+         "_FUNC_(image) - the class probabilities (ARRAY<FLOAT>, one per label) of model '{model}'.",
+         generic="ml_probabilities"),
+    Kind("detail", "predict_{model}_detail", ("scores",), DETAIL_TYPE, detail_batch,
+         "_FUNC_(image) - the top-1 label with its lineage, STRUCT<label: STRING, score: FLOAT, model: STRING, "
+         "version: STRING, sha256: STRING>: which version of model '{model}' answered the row.",
+         generic="ml_predict_detail"),
     Kind("error", "sql_dl_error", (), StringType(), error_batch,
          "_FUNC_(image[, model]) - why the image gives NULL (one line), or NULL when it decodes; with a "
          "model name, as that catalog entry decodes and preprocesses it.",

@@ -28,7 +28,7 @@ def probabilities(scores: np.ndarray, scores_are: str) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def _scatter(valid: np.ndarray, values: list, length: int) -> list:
+def scatter(valid: np.ndarray, values: list, length: int) -> list:
     """Place per-valid-row values back at their row positions, None elsewhere."""
     out: list = [None] * length
     for row, value in zip(np.flatnonzero(valid), values):
@@ -38,7 +38,7 @@ def _scatter(valid: np.ndarray, values: list, length: int) -> list:
 
 def top1_array(scores: np.ndarray, valid: np.ndarray, labels: tuple[str, ...]) -> pa.Array:
     names = [labels[i] for i in scores.argmax(axis=1)] if len(scores) else []
-    return pa.array(_scatter(valid, names, len(valid)), pa.string())
+    return pa.array(scatter(valid, names, len(valid)), pa.string())
 
 
 def topk_array(probs: np.ndarray, valid: np.ndarray, ks: np.ndarray, labels: tuple[str, ...],
@@ -54,7 +54,7 @@ def topk_array(probs: np.ndarray, valid: np.ndarray, ks: np.ndarray, labels: tup
         best = np.argpartition(-p, k - 1)[:k] if 0 < k < p.shape[0] else np.arange(p.shape[0])[:k]
         best = best[np.argsort(-p[best], kind="stable")]
         rows.append([{"label": labels[i], "index": int(i), "score": float(p[i])} for i in best])
-    return pa.array(_scatter(valid, rows, len(valid)), arrow_type)
+    return pa.array(scatter(valid, rows, len(valid)), arrow_type)
 
 
 def features_array(features: np.ndarray, valid: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.Array:

@@ -42,6 +42,7 @@ class ModelRef:
     device: str  # "auto" | "cpu" | "cuda"
     batch_size: int
     event_log: str | None = None  # JSON-lines file that records model loads (tests, operations)
+    version: str = "1"  # the catalog version this file is (lineage: predict_NAME_detail, the audit line)
 
 
 def file_sha256(path: str) -> str:
@@ -124,7 +125,7 @@ def _load(ref: ModelRef, threads: int) -> backends.LoadedModel:
     _check_device(ref, backend)
     model = backend.open(blob, threads, ref.device, _task_gpu())
     _check_cuda_started(ref, backend, model)
-    _log_event(ref, {"event": "load", "sha256": ref.sha256, "threads": threads, "path": path,
+    _log_event(ref, {"event": "load", "version": ref.version, "sha256": ref.sha256, "threads": threads, "path": path,
                      "backend": model.backend, "device": model.device,
                      "seconds": round(time.perf_counter() - started, 4)})
     return model
@@ -163,12 +164,22 @@ def get_model(ref: ModelRef) -> backends.LoadedModel:
         model = _models.get(key)
         if model is None:
             model = _load(ref, threads)
-            _models[key] = model
+            _evict_versions(ref.name)
+            _models[key] = (ref.name, model)
             _freeze_heap()
             while len(_models) > CACHE_CAPACITY:
                 _models.popitem(last=False)
         _models.move_to_end(key)
-        return model
+        return _models[key][1]
+
+
+def _evict_versions(name: str) -> None:
+    """Before another version of entry ``name`` loads, keep only its most recent one: a swapped alias leaves
+    at most two versions of an entry in a worker (the one queries move to, and one still in use: the A/B
+    query ``ml_predict('m@champion', x), ml_predict('m@candidate', x)`` runs without reloading)."""
+    same = [key for key, (owner, _) in _models.items() if owner == name]
+    for key in same[:-1]:
+        del _models[key]
 
 
 def run(ref: ModelRef, tensor: np.ndarray, output_names: list) -> list:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from ..errors import SqlDlError
-from ..registry.register import Settings
-from .prepare import prepare
+from ..registry.tasks import Settings
+from ..registry.records import prepare
 
 
 def main(argv: list[str]) -> int:

@@ -33,7 +33,8 @@ def note(spec: ModelSpec, info: ModelInfo) -> str:
     """The model card: which model, file and preprocessing a function runs."""
     labels = spec.labels if spec.labels == "imagenet" else spec.labels.rsplit("/", 1)[-1]
     classes = info.classes if info.classes is not None else "?"
-    lines = [f"model: {spec.name}", f"input: {spec.input.describe()}", f"labels: {labels} ({classes} classes)",
+    aliases = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
+    lines = [f"model: {spec.name}", f"version: {spec.version}{aliases}", f"input: {spec.input.describe()}", f"labels: {labels} ({classes} classes)",
              f"source: {', '.join(f'{k}={v}' for k, v in spec.source.items()) or 'an ONNX file'}"
              + (" -- exported with RANDOM weights: its answers mean nothing" if info.random_weights else ""),
              f"onnx: {spec.onnx}", f"sha256: {info.sha256}", f"device: {spec.device}, batch size {spec.batch_size}"]
@@ -47,6 +48,28 @@ def description(kind: Kind, spec: ModelSpec | None = None, info: ModelInfo | Non
     return {"usage": usage, "arguments": ARGUMENTS.format(extra=extra),
             "examples": EXAMPLES.format(args=kind.example_args),
             "note": note(spec, info) if spec is not None and info is not None else ""}
+
+
+GENERIC_ARGUMENTS = """
+    Arguments:
+      * model - a constant STRING: 'NAME' (its default version), 'NAME@ALIAS' or 'NAME@VERSION'
+      * image - encoded image bytes (binaryFile's content) or the struct of Spark's image data source
+{extra}  """
+GENERIC_NOTE = """
+    The model is resolved once per query, when it is planned: every row of a query runs the same version,
+    even if the catalog's aliases move while it runs. SELECT * FROM sql_dl_models lists names, versions
+    and aliases.
+  """
+
+
+def generic_description(kind: Kind) -> dict:
+    """The texts of ``kind``'s model-as-argument function (ml_predict, ...)."""
+    head, _, rest = kind.usage.partition(") - ")
+    usage = head.replace("_FUNC_(", "_FUNC_(model, ") + ") - " + rest.format(model="<model>", features="N")
+    extra = "".join(f"      * {arg.name} - {arg.text}\n" for arg in kind.args)
+    return {"usage": usage, "arguments": GENERIC_ARGUMENTS.format(extra=extra),
+            "examples": EXAMPLES.format(args="'efficientnet_lite0@default', " + kind.example_args),
+            "note": GENERIC_NOTE}
 
 
 def describe_function(spark: SparkSession, function: str, kind: Kind, spec: ModelSpec | None = None,

@@ -43,7 +43,8 @@ def expected_sha256(spec: ModelSpec) -> str | None:
 def missing_message(spec: ModelSpec) -> str:
     how = (f"`sql-dl models export {spec.name} --weights pretrained` (downloads) or --weights PATH (a local "
            ".pth/.safetensors)") if spec.source.get("exporter") else "an ONNX file"
-    return (f"model '{spec.name}' is not available: {spec.onnx} does not exist; supply it with {how}, "
+    who = spec.name if spec.version == "1" else spec.ref
+    return (f"model '{who}' is not available: {spec.onnx} does not exist; supply it with {how}, "
             f"or copy an ONNX file to that path")
 
 

@@ -8,7 +8,9 @@ each Spark Connect client; ``--single-session`` shares one session among all JDB
 ``--init`` runs once, in the server's own session: the tables and (non-temporary) views it creates are
 seen by every session, its temporary views only in single-session mode. The server prints ``listening on
 HOST:PORT`` once the port accepts connections, and on SIGTERM or SIGINT stops the server, the session and
-the JVM, and exits 0.
+the JVM, and exits 0. The catalog is followed while it runs: a changed file (or SIGHUP) is prepared again
+and the next query of every session plans with it; a file that no longer validates leaves the previous
+catalog serving, and the reason is printed.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from ..errors import SqlDlError, one_line
 from ..extension import extension_settings
+from ..registry.jvm_functions import jvm_functions
 from ..session import build_session, log_dir
 from .auth import check_bind, password_settings
 from .shell import split_statements
@@ -155,13 +158,20 @@ def stop(spark, server=None) -> None:
 
 
 def serve(options: ServeOptions, announce=print) -> int:
-    """Run until SIGTERM/SIGINT; return the exit code (0 on a clean stop)."""
-    stopping = threading.Event()
+    """Run until SIGTERM/SIGINT; return the exit code (0 on a clean stop). SIGHUP re-reads the catalog now
+    (it is also re-read within about a second of the file changing); what a reload says is printed."""
+    stopping, reloading = threading.Event(), threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    signal.signal(signal.SIGHUP, lambda *_: reloading.set())
     spark, server = start(options)
+    functions = jvm_functions(spark)
     announce(f"listening on {options.host}:{options.port}")
     while not stopping.wait(0.5):
-        pass
+        if reloading.is_set():
+            reloading.clear()
+            functions.reload_all()
+        for line in functions.drain_messages().splitlines():
+            announce(line)
     stop(spark, server)
     return 0

@@ -72,7 +72,9 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
     /** spark.sql.extensions entry point: the catalog named by spark.sqldl.catalog, in every session. */
     public Object apply(Object extensions) {
         SparkConf conf = SparkContext.getOrCreate().getConf();
-        Store store = store(conf, conf.get("spark.sqldl.catalog", "models.yaml"), null);
+        String[] settings = {conf.get("spark.sqldl.eventLog", ""), conf.get("spark.sqldl.onError", ""),
+                             conf.get("spark.sqldl.modelDirs", "")};
+        Store store = store(conf, conf.get("spark.sqldl.catalog", "models.yaml"), null, settings);
         SparkSessionExtensions ext = (SparkSessionExtensions) extensions;
         if (store.state != null) {
             Iterator names = store.state.functions.keySet().iterator();
@@ -92,9 +94,10 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
      * Python's register_catalog: install the records at ``recordsFile`` (already prepared by the caller) into
      * ``session``, and keep the default.sql_dl_models view in step with them. Returns "" or the error line.
      */
-    public static synchronized String install(SparkSession session, String catalog, String recordsFile) {
+    public static synchronized String install(SparkSession session, String catalog, String recordsFile,
+                                              String eventLog, String onError, String modelDirs) {
         SparkConf conf = session.sparkContext().getConf();
-        Store store = store(conf, catalog, recordsFile);
+        Store store = store(conf, catalog, recordsFile, new String[] {eventLog, onError, modelDirs});
         if (store.state == null) return store.lastError;
         store.viewSession = new WeakReference(session);
         store.track(session);
@@ -125,15 +128,16 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
         if (MESSAGES.size() > 100) MESSAGES.remove(0);
     }
 
-    /** The Store for ``catalog`` with this JVM's settings, made (and prepared) on first use. */
-    static synchronized Store store(SparkConf conf, String catalog, String recordsFile) {
+    /**
+     * The Store for ``catalog`` prepared with ``settings`` (event log, onError, model directories: what the
+     * preparing Python is given), made on first use: from ``recordsFile``, or by running the Python preparer.
+     */
+    static synchronized Store store(SparkConf conf, String catalog, String recordsFile, String[] settings) {
         String path = new File(catalog).getAbsolutePath();
-        String[] settings = {conf.get("spark.sqldl.eventLog", ""), conf.get("spark.sqldl.onError", ""),
-                             conf.get("spark.sqldl.modelDirs", "")};
         String key = path + "\n" + String.join("\n", settings);
         Store store = (Store) STORES.get(key);
         if (store == null) {
-            store = new Store(path, python(conf), settings, auditFile(conf));
+            store = new Store(path, python(conf), settings, auditFile(conf, settings[0]));
             STORES.put(key, store);
             store.load(recordsFile);
             startWatcher(Double.parseDouble(conf.get("spark.sqldl.reloadSeconds", "1")));
@@ -144,8 +148,9 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
         return store;
     }
 
-    static String auditFile(SparkConf conf) {
-        String audit = conf.get("spark.sqldl.auditLog", conf.get("spark.sqldl.eventLog", ""));
+    /** Where the audit lines go: spark.sqldl.auditLog, else the event log, else audit.jsonl in sql-dl's logs. */
+    static String auditFile(SparkConf conf, String eventLog) {
+        String audit = conf.get("spark.sqldl.auditLog", eventLog);
         String logs = System.getProperty("sql_dl.log.dir");
         return !audit.isEmpty() ? audit : logs != null ? new File(logs, "audit.jsonl").getPath() : "";
     }
@@ -261,7 +266,7 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
                 stamp = before;
                 lastError = "";
                 for (int i = 0; i < next.warnings.size(); i++) message("sql-dl: warning: " + next.warnings.get(i));
-                if (!first) message("sql-dl: catalog " + catalog + " reloaded: " + next.models.size() + " models, "
+                if (!first && recordsFile == null) message("sql-dl: catalog " + catalog + " reloaded: " + next.models.size() + " models, "
                                     + next.functions.size() + " functions");
             } catch (Exception e) {
                 stamp = before;
@@ -321,7 +326,11 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
             registerInto(session);
         }
 
-        /** Every current SQL name (and the models table) into ``session``: names new since it started too. */
+        /**
+         * Every current SQL name (and the models table) into ``session`` as its own functions, except the
+         * names it already has from the extension (those slots follow reloads themselves): so names new since
+         * the session started are there too.
+         */
         void registerInto(SparkSession session) {
             State current = state;
             if (current == null) return;
@@ -330,10 +339,15 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
             Iterator names = current.functions.keySet().iterator();
             while (names.hasNext()) {
                 String name = (String) names.next();
-                if (!builtin(name)) registry.registerFunction(temporary(name), info(name), new Slot(this, name));
+                if (!registry.functionExists(FunctionRegistry$.MODULE$.builtinFunctionIdentifier(name))) {
+                    registry.registerFunction(temporary(name), info(name), new Slot(this, name));
+                }
             }
-            session.sessionState().tableFunctionRegistry().registerFunction(temporary(TABLE), tableInfo(),
-                                                                            new TableSlot(this));
+            org.apache.spark.sql.catalyst.analysis.TableFunctionRegistry tables =
+                session.sessionState().tableFunctionRegistry();
+            if (!tables.functionExists(FunctionRegistry$.MODULE$.builtinFunctionIdentifier(TABLE))) {
+                tables.registerFunction(temporary(TABLE), tableInfo(), new TableSlot(this));
+            }
         }
 
         synchronized void registerIntoLiveSessions() {

@@ -48,9 +48,10 @@ class JvmFunctions:
             values[i] = arg
         return cls.getMethod(method, types).invoke(None, values)
 
-    def install(self, session, catalog: str, records: str) -> str:
-        """Install the records into ``session``; "" or the one line saying what could not be done."""
-        return self._call("install", session, catalog, records) or ""
+    def install(self, session, catalog: str, records: str, settings: tuple) -> str:
+        """Install the records into ``session``; ``settings`` (event log, onError, model directories) are what
+        a reload prepares them with again. "" or the one line saying what could not be done."""
+        return self._call("install", session, catalog, records, *(value or "" for value in settings)) or ""
 
     def reload_all(self) -> str:
         """Re-read every catalog now; the lines it logged."""

@@ -90,7 +90,8 @@ def register_catalog(spark: SparkSession, path: str | Path | Catalog = "models.y
             if is_builtin(spark, fn):
                 raise CatalogError(f"{spec.where()}: functions.{kind} '{fn}' clashes with Spark's built-in "
                                    f"function of that name; choose another name")
-    prepared = prepare_versions(catalog, session_settings(spark))
+    settings = session_settings(spark)
+    prepared = prepare_versions(catalog, settings)
     result = _registered(catalog, prepared)
     earlier = [(name, task.input, task.decoder) for registered in registrations(spark)
                for name, task in registered.tasks.items() if name not in result.tasks]
@@ -102,7 +103,8 @@ def register_catalog(spark: SparkSession, path: str | Path | Catalog = "models.y
     with tempfile.TemporaryDirectory(prefix="sql-dl-records-") as folder:
         records = Path(folder) / "records.txt"
         write_records(catalog, prepared, records, error_entries=earlier, warnings=False)
-        problem = jvm_functions(spark).install(spark._jsparkSession, str(catalog.path), str(records))
+        problem = jvm_functions(spark).install(spark._jsparkSession, str(catalog.path), str(records),
+                                               (settings.event_log, settings.on_error, settings.model_dirs))
     if problem:
         _warn_once(problem)
     _warn_missing(result)

@@ -44,7 +44,9 @@ def one_line(exc: BaseException) -> str:
     """The one line a user should see for ``exc``: ours as they are, Spark's without JVM or Python traces.
 
     Spark errors carry ``[CONDITION] message SQLSTATE: x`` plus plan dumps and, for
-    Python UDFs, the worker's traceback; the first meaningful line is what matters.
+    Python UDFs, the worker's traceback; the first meaningful line is what matters. The Thrift server
+    applies the same rule in Java to what it sends clients (``cli/java/SqlDlOperationManager.java``,
+    ``OneLine.line``): keep the two in step.
     """
     if isinstance(exc, SqlDlError):
         return str(exc)

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT
+from conftest import CATALOG, ROOT
+from sql_dl.catalog import load_catalog
 from sql_dl.cli.command import main
+from sql_dl.registry.inspect import missing_message
 
 pytest.importorskip("pyhive")
 from pyhive import hive  # noqa: E402
@@ -254,12 +256,41 @@ def test_single_session_mode_shares_views_when_asked(tmp_path, photo_dir):
         assert shared.stop() == 0
 
 
+def failing_statements() -> list[tuple[str, str, str]]:
+    """(statement, SQLSTATE, the one line `sql-dl sql` prints for it): analysis errors (unknown table, wrong
+    argument count), a runtime error raised by raise_error (a model whose file is absent), and an error raised
+    by a Python UDF on an executor."""
+    inception = load_catalog(CATALOG).get("inception")
+    return [
+        ("SELECT * FROM no_such_table", "42P01", "[TABLE_OR_VIEW_NOT_FOUND] The table or view `no_such_table` "
+         "cannot be found. Verify the spelling and correctness of the schema and catalog."),
+        ("SELECT upper('a', 'b')", "42605", "[WRONG_NUM_ARGS.WITHOUT_SUGGESTION] The `upper` requires 1 parameters "
+         "but the actual number is 2. Please, refer to 'https://spark.apache.org/docs/latest/sql-ref-functions.html' "
+         "for a fix."),
+        ("SELECT predict_inception(content) FROM photos", "P0001", missing_message(inception)),
+        ("SELECT predict_efficientnet_lite0_topk(content, -1) FROM photos", "38000",
+         "predict_efficientnet_lite0_topk(image, k): k must be a positive integer, got -1"),
+    ]
+
+
 def test_errors_reach_clients_as_one_line(server):
+    """A client gets the line the shell prints as the error message: no Java stack trace, no Spark wrapper
+    prefixes, no stack frames in the Thrift status's infoMessages."""
+    failures = failing_statements()
+    for statement, state, line in failures:
+        result = beeline(server.port, statement)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1
+        errors = [ln for ln in output.splitlines() if ln.startswith("Error: ")]
+        assert errors == [f"Error: {line} (state={state},code=0)"], output
+        assert "at org.apache" not in output and "HiveSQLException" not in output, output
     cursor = server.cursor()
-    # HiveServer2 puts the one-line message in errorMessage (beeline prints it); the trace stays in infoMessages
-    with pytest.raises(Exception, match=r"errorMessage=\"Error running query: [^\"]*model 'inception' is not "
-                                        r"available: [^\"]*`sql-dl models export inception"):
-        cursor.execute("SELECT predict_inception(content) FROM photos")
+    for statement, _, line in failures:
+        with pytest.raises(hive.OperationalError) as caught:
+            cursor.execute(statement)
+        text = str(caught.value)
+        assert caught.value.args[0].status.errorMessage == line
+        assert len(text) < 600 and text.count(line) == 1 and "USER_RAISED_EXCEPTION" not in text, text
 
 
 def test_sigterm_stops_cleanly_and_leaves_no_jvm(tmp_path, photo_dir):

@@ -6,11 +6,13 @@ every session through sql-dl's Spark extension (:mod:`sql_dl.extension`): each J
 its own Spark session (its temporary views, ``SET`` values and current database are its own), and so does
 each Spark Connect client; ``--single-session`` shares one session among all JDBC connections instead.
 ``--init`` runs once, in the server's own session: the tables and (non-temporary) views it creates are
-seen by every session, its temporary views only in single-session mode. The server prints ``listening on
-HOST:PORT`` once the port accepts connections, and on SIGTERM or SIGINT stops the server, the session and
-the JVM, and exits 0. The catalog is followed while it runs: a changed file (or SIGHUP) is prepared again
-and the next query of every session plans with it; a file that no longer validates leaves the previous
-catalog serving, and the reason is printed.
+seen by every session, its temporary views only in single-session mode. A failed statement reaches a
+JDBC/ODBC client as the one line the shell prints (:func:`sql_dl.errors.one_line`) and its SQLSTATE, not as
+a Java stack trace: statements run as ``SqlDlOperationManager.java``'s operations (in ``java/``, compiled on
+first use like the password check). The server prints ``listening on HOST:PORT`` once the port accepts
+connections, and on SIGTERM or SIGINT stops the server, the session and the JVM, and exits 0. The catalog
+is followed while it runs: a changed file (or SIGHUP) is prepared again and the next query of every session
+plans with it; a file that no longer validates leaves the previous catalog serving, and the reason is printed.
 """
 from __future__ import annotations
 
@@ -24,12 +26,14 @@ from pathlib import Path
 
 from ..errors import SqlDlError, one_line
 from ..extension import extension_settings
+from ..jvm import compile_java
 from ..registry.jvm_functions import jvm_functions
 from ..session import build_session, log_dir
 from .auth import check_bind, password_settings
 from .shell import split_statements
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
+OPERATIONS = Path(__file__).with_name("java") / "SqlDlOperationManager.java"
 
 
 @dataclass
@@ -50,6 +54,11 @@ class ServeOptions:
             self.port = 15002 if self.connect else 10000
 
 
+def operation_classes() -> Path:
+    """The folder holding the compiled statement operations that give clients one-line errors."""
+    return compile_java(OPERATIONS, "sqldl/server/SqlDlOperationManager.class")
+
+
 def server_settings(options: ServeOptions) -> dict:
     settings = extension_settings(options.catalog)
     if options.connect:
@@ -66,12 +75,14 @@ def server_settings(options: ServeOptions) -> dict:
         "hive.server2.thrift.bind.host": options.host,
         "hive.server2.transport.mode": "binary",
     })
+    classpath = [settings["spark.driver.extraClassPath"], str(operation_classes())]
     if options.auth == "password":
         if not options.password_file:
             raise SqlDlError("--auth password needs --password-file FILE (create it with `sql-dl passwd FILE USER`)")
         auth = password_settings(options.password_file)
-        classpath = os.pathsep.join([settings["spark.driver.extraClassPath"], auth.pop("spark.driver.extraClassPath")])
-        settings.update({**auth, "spark.driver.extraClassPath": classpath})
+        classpath.append(auth.pop("spark.driver.extraClassPath"))
+        settings.update(auth)
+    settings["spark.driver.extraClassPath"] = os.pathsep.join(classpath)
     settings.update(options.hiveconf)
     check_bind(options.host, settings.get("hive.server2.authentication", "NONE"))
     return settings
@@ -125,8 +136,11 @@ def start(options: ServeOptions):
     try:
         if options.init:
             run_init(spark, options.init)
-        server = None if options.connect else spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2\
-            .startWithContext(spark._jsparkSession.sqlContext())
+        server = None
+        if not options.connect:
+            server = spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2\
+                .startWithContext(spark._jsparkSession.sqlContext())
+            spark._jvm.sqldl.server.SqlDlOperationManager.install(server)  # before we announce the port
         _check_extension(spark)
         _wait_until_listening(options.host, options.port)
     except BaseException:

@@ -180,6 +180,7 @@ def serve(options: ServeOptions, announce=print) -> int:
     signal.signal(signal.SIGHUP, lambda *_: reloading.set())
     spark, server = start(options)
     functions = jvm_functions(spark)
+    functions.drain_messages()  # start-up warnings were already logged once by the Python registration
     announce(f"listening on {options.host}:{options.port}")
     while not stopping.wait(0.5):
         if reloading.is_set():

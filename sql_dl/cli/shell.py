@@ -218,6 +218,18 @@ def run_script(spark: Any, text: str, fmt: str, out: TextIO = sys.stdout, err: T
     return 0
 
 
+def _say_catalog_changes(spark: Any) -> None:
+    """What the catalog watcher did since the last prompt (a reload, or a broken edit it refused)."""
+    from ..registry.jvm_functions import jvm_functions
+
+    try:
+        said = jvm_functions(spark).drain_messages()
+    except Exception:  # noqa: BLE001 - a message channel, never a reason to stop the prompt
+        return
+    for line in said.splitlines():
+        print(line, file=sys.stderr)
+
+
 def interactive(spark: Any, fmt: str, progress: bool = False) -> int:
     """A prompt: statements end with ``;``, history in ~/.sql_dl_history, errors do not end the session."""
     try:
@@ -231,6 +243,8 @@ def interactive(spark: Any, fmt: str, progress: bool = False) -> int:
             pass
     buffer = ""
     while True:
+        if not buffer:
+            _say_catalog_changes(spark)
         try:
             line = input("sql-dl> " if not buffer else "     -> ")
         except EOFError:

@@ -66,6 +66,7 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
     static final Set SHIPPED = new HashSet();
     static final Map LINEAGE = new LinkedHashMap();  // PythonUDF result id -> String[] {audit file, json fields}
     static final Map USERS = new LinkedHashMap();  // Thrift statement (job group) -> user name
+    static volatile Store VIEW_OWNER;  // the catalog installed last: default.sql_dl_models shows its rows
     static Thread watcher;
     static boolean listening;
 
@@ -94,14 +95,15 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
      * Python's register_catalog: install the records at ``recordsFile`` (already prepared by the caller) into
      * ``session``, and keep the default.sql_dl_models view in step with them. Returns "" or the error line.
      */
-    public static synchronized String install(SparkSession session, String catalog, String recordsFile,
+    public static String install(SparkSession session, String catalog, String recordsFile,
                                               String eventLog, String onError, String modelDirs) {
         SparkConf conf = session.sparkContext().getConf();
         Store store = store(conf, catalog, recordsFile, new String[] {eventLog, onError, modelDirs});
         if (store.state == null) return store.lastError;
         store.viewSession = new WeakReference(session);
         store.track(session);
-        store.registerIntoLiveSessions();
+        store.registerIntoLiveSessions(null);
+        VIEW_OWNER = store;
         return store.refreshView();
     }
 
@@ -300,11 +302,16 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
             if (new File(catalog).isFile() && stamp() != stamp) reload();
         }
 
-        synchronized void reload() {
-            State before = state;
-            load(null);
+        /** Prepare again; on success, bring the sessions and the view up to date. Spark is called with no
+         *  lock of ours held: planning holds Spark's catalog lock and then reads this store. */
+        void reload() {
+            State before;
+            synchronized (this) {
+                before = state;
+                load(null);
+            }
             if (state != before) {
-                registerIntoLiveSessions();
+                registerIntoLiveSessions(before);
                 String failed = refreshView();
                 if (!failed.isEmpty()) message("sql-dl: warning: " + failed);
             }
@@ -316,14 +323,17 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
                                       f[8], "", "", "", "python_udf");
         }
 
-        synchronized void track(SparkSession session) {
-            for (Iterator it = sessions.iterator(); it.hasNext();) {
-                Object seen = ((WeakReference) it.next()).get();
-                if (seen == null) it.remove();
-                else if (seen == session) { registerInto(session); return; }
+        void track(SparkSession session) {
+            boolean known = false;
+            synchronized (this) {
+                for (Iterator it = sessions.iterator(); it.hasNext();) {
+                    Object seen = ((WeakReference) it.next()).get();
+                    if (seen == null) it.remove();
+                    else if (seen == session) known = true;
+                }
+                if (!known) sessions.add(new WeakReference(session));
             }
-            sessions.add(new WeakReference(session));
-            registerInto(session);
+            registerInto(session, null);
         }
 
         /**
@@ -331,7 +341,7 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
          * names it already has from the extension (those slots follow reloads themselves): so names new since
          * the session started are there too.
          */
-        void registerInto(SparkSession session) {
+        void registerInto(SparkSession session, State before) {
             State current = state;
             if (current == null) return;
             org.apache.spark.sql.catalyst.analysis.FunctionRegistry registry =
@@ -339,29 +349,36 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
             Iterator names = current.functions.keySet().iterator();
             while (names.hasNext()) {
                 String name = (String) names.next();
+                // after a reload only the new names: a name another catalog registered later stays its
+                if (before != null && before.functions.containsKey(name)) continue;
                 if (!registry.functionExists(FunctionRegistry$.MODULE$.builtinFunctionIdentifier(name))) {
                     registry.registerFunction(temporary(name), info(name), new Slot(this, name));
                 }
             }
             org.apache.spark.sql.catalyst.analysis.TableFunctionRegistry tables =
                 session.sessionState().tableFunctionRegistry();
-            if (!tables.functionExists(FunctionRegistry$.MODULE$.builtinFunctionIdentifier(TABLE))) {
+            if (before == null && !tables.functionExists(FunctionRegistry$.MODULE$.builtinFunctionIdentifier(TABLE))) {
                 tables.registerFunction(temporary(TABLE), tableInfo(), new TableSlot(this));
             }
         }
 
-        synchronized void registerIntoLiveSessions() {
-            for (Iterator it = sessions.iterator(); it.hasNext();) {
-                SparkSession session = (SparkSession) ((WeakReference) it.next()).get();
-                if (session == null) it.remove();
-                else registerInto(session);
+        /** Into every live session: all names, or with ``before``, the names it did not have. */
+        void registerIntoLiveSessions(State before) {
+            List live = new ArrayList();
+            synchronized (this) {
+                for (Iterator it = sessions.iterator(); it.hasNext();) {
+                    Object session = ((WeakReference) it.next()).get();
+                    if (session == null) it.remove();
+                    else live.add(session);
+                }
             }
+            for (int i = 0; i < live.size(); i++) registerInto((SparkSession) live.get(i), before);
         }
 
         /** CREATE OR REPLACE VIEW default.sql_dl_models over the current rows; "" or why it could not. */
         String refreshView() {
             SparkSession session = viewSession == null ? null : (SparkSession) viewSession.get();
-            if (session == null || state == null || state.table.isEmpty()) return "";
+            if (session == null || VIEW_OWNER != this || state == null || state.table.isEmpty()) return "";
             try {
                 session.sql("CREATE OR REPLACE VIEW default." + TABLE + " AS " + state.table).collect();
                 return "";
@@ -371,7 +388,7 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
             }
         }
 
-        synchronized void ship() {
+        void ship() {
             SparkContext context = SparkContext.getOrCreate();
             List ships = state.ships;
             for (int i = 0; i < ships.size(); i++) {
@@ -438,7 +455,7 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
 
         /** The lineage of a planned call, for the audit line written when its query ends. */
         void remember(Expression expression, String lineage) {
-            if (!(expression instanceof PythonUDF) || store.audit.isEmpty()) return;
+            if (!(expression instanceof PythonUDF) || store.audit.isEmpty() || lineage.isEmpty()) return;
             String group = SparkContext.getOrCreate().getLocalProperty("spark.jobGroup.id");
             String fields = "\"function\": " + json(name) + ", " + lineage
                             + (group == null ? "" : ", \"statement\": " + json(group));

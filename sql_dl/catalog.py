@@ -285,12 +285,13 @@ def _entry_versions(name: Any, raw: Any, file_name: str, base: Path, defaults: d
         if key in shared:
             raise CatalogError(f"{where}: {key} belongs to each version when the entry has versions: "
                                f"(move it under versions.NAME)")
+    for version in raw_versions:
+        if not VERSION_NAME.match(str(version)):
+            raise e.fail(f"versions.{version}", "named with letters, digits, '.', '_' or '-'", version)
     aliases = _aliases(e, [str(v) for v in raw_versions])
     versions = {}
     for version, fields in raw_versions.items():
         version = str(version)
-        if not VERSION_NAME.match(version):
-            raise e.fail(f"versions.{version}", "named with letters, digits, '.', '_' or '-'", version)
         if not isinstance(fields, dict):
             raise e.fail(f"versions.{version}", f"a mapping of {', '.join(VERSION_FIELDS)}", fields)
         e.check_known(fields, VERSION_FIELDS, f"versions.{version}.")

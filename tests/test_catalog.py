@@ -154,3 +154,74 @@ def test_a_symlink_cannot_escape_the_model_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("SQL_DL_MODEL_DIRS", str(allowed))
     with pytest.raises(CatalogError, match=r"onnx /\S+/secret/resnet50\.onnx is outside the allowed model dir"):
         load_catalog(tmp_path / "models.yaml")
+
+
+VERSIONED = """\
+  resnet50:
+    input: {size: [224, 224], resize: 256, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
+    outputs: {scores: logits, features: features}
+    versions:
+      "1": {onnx: models/v1.onnx, source: {exporter: torchvision, arch: resnet50, weights: IMAGENET1K_V1}}
+      "2": {onnx: models/v2.onnx, input: {resize: 232}, precision: int8}
+    aliases: {default: "2", champion: "2", candidate: "1"}
+"""
+
+
+def test_versions_and_aliases(tmp_path):
+    catalog = catalog_with(tmp_path, VERSIONED)
+    default = catalog.get("resnet50")
+    assert default.version == "2" and default.aliases == ("default", "champion") and default.precision == "int8"
+    one = catalog.resolve("resnet50@candidate")
+    assert one.version == "1" and one.onnx == tmp_path / "models" / "v1.onnx" and one.precision == "fp32"
+    assert one.input.resize == 256 and default.input.resize == 232  # input: merged field by field
+    assert default.input.mean == one.input.mean
+    assert catalog.resolve("RESNET50").ref == "resnet50@2" and catalog.resolve("resnet50@1") == one
+    assert [spec.ref for spec in catalog.all_versions()] == ["resnet50@1", "resnet50@2"]
+    assert pickle.loads(pickle.dumps(catalog.versions)) == catalog.versions
+
+
+def test_an_entry_without_versions_is_version_1_its_default(tmp_path):
+    catalog = catalog_with(tmp_path, GOOD_ENTRY)
+    assert catalog.aliases == {"resnet50": {"default": "1"}}
+    assert catalog.resolve("resnet50@default").ref == "resnet50@1"
+
+
+def test_unknown_refs_say_what_exists(tmp_path):
+    catalog = catalog_with(tmp_path, VERSIONED)
+    with pytest.raises(CatalogError, match=r"^no model named 'nope'; the catalog has: resnet50$"):
+        catalog.resolve("nope@1")
+    with pytest.raises(CatalogError, match=r"^model 'resnet50' has no version or alias '3'; versions: 1, 2; "
+                                           r"aliases: default=2, champion=2, candidate=1$"):
+        catalog.resolve("resnet50@3")
+
+
+VERSION_ERRORS = [
+    (VERSIONED.replace('default: "2"', 'default: "3"'),
+     r"^models\.yaml: entry 'resnet50': aliases\.default names version '3', which is not among versions: 1, 2$"),
+    (VERSIONED.replace("models/v2.onnx", "models/v1.onnx"),
+     r"^models\.yaml: entry 'resnet50': versions '1' and '2' name the same onnx file .*v1\.onnx; each version is "
+     r"its own file$"),
+    (VERSIONED.replace('aliases: {default: "2", champion: "2", candidate: "1"}', "aliases: {champion: '1'}"),
+     r"^models\.yaml: entry 'resnet50': aliases\.default is required \(the version the entry's functions run\)$"),
+    (VERSIONED.replace('    aliases: {default: "2", champion: "2", candidate: "1"}\n', ""),
+     r"^models\.yaml: entry 'resnet50': aliases\.default is required with several versions"),
+    (VERSIONED.replace('champion: "2"', '"1": "2"'),
+     r"^models\.yaml: entry 'resnet50': aliases must be keyed by identifiers"),
+    (VERSIONED.replace("precision: int8", "batch_size: 4"),
+     r"^models\.yaml: entry 'resnet50': unknown field 'versions\.2\.batch_size' \(known: onnx, sha256, source, "),
+    (VERSIONED.replace("    versions:", "    onnx: models/x.onnx\n    versions:"),
+     r"^models\.yaml: entry 'resnet50': onnx belongs to each version when the entry has versions:"),
+    (GOOD_ENTRY + "    aliases: {default: '1'}\n",
+     r"^models\.yaml: entry 'resnet50': aliases need versions:"),
+    (VERSIONED.replace('"2": {onnx', '"two words": {onnx'),
+     r"^models\.yaml: entry 'resnet50': versions\.two words must be named with letters, digits"),
+    (VERSIONED.replace('input: {resize: 232}', 'input: {resize: 100}'),
+     r"^models\.yaml: entry 'resnet50' version '2': input\.resize must be 'stretch' or an integer >= the shorter"),
+]
+
+
+@pytest.mark.parametrize("entry,message", VERSION_ERRORS, ids=[m[1][36:80] for m in VERSION_ERRORS])
+def test_bad_versions_and_aliases_are_one_line(tmp_path, entry, message):
+    with pytest.raises(CatalogError, match=message) as caught:
+        catalog_with(tmp_path, entry)
+    assert "\n" not in str(caught.value)

@@ -183,10 +183,11 @@ def serve(options: ServeOptions, announce=print) -> int:
     functions.drain_messages()  # start-up warnings were already logged once by the Python registration
     announce(f"listening on {options.host}:{options.port}")
     while not stopping.wait(0.5):
+        said = functions.drain_messages()
         if reloading.is_set():
             reloading.clear()
-            functions.reload_all()
-        for line in functions.drain_messages().splitlines():
+            said += functions.reload_all()
+        for line in said.splitlines():
             announce(line)
     stop(spark, server)
     return 0

@@ -3,20 +3,31 @@
     from sql_dl import build_session
     spark = build_session(catalog="models.yaml")
     spark.sql("SELECT path, predict_efficientnet_lite0(content) FROM binaryFile.`photos/*.jpg`").show()
+
+The names below are imported on first use: executors, the catalog preparer (``python -m sql_dl.extension``,
+run again on every catalog change) and the CLI import only what they need (pyspark.ml alone costs ~0.6 s).
 """
-from .api.image_udf import register_image_udf
-from .api.tensor_udf import register_tensor_udf
-from .catalog import load_catalog
+from __future__ import annotations
+
+import importlib
+
 from .errors import CatalogError, ExportError, ImageDecodeError, ModelUnavailableError, SqlDlError, UsageError
-from .api.ml import DeepImageFeaturizer, DeepImagePredictor, cache_features
-from .registry import Registered, register_catalog
-from .specs import Catalog, InputSpec, ModelSpec, OutputSpec
-from .session import build_session
 
 __version__ = "0.1.0"
-__all__ = [
-    "Catalog", "CatalogError", "DeepImageFeaturizer", "DeepImagePredictor", "ExportError", "ImageDecodeError",
-    "InputSpec", "ModelSpec", "ModelUnavailableError", "OutputSpec", "Registered", "SqlDlError", "UsageError",
-    "build_session", "cache_features", "load_catalog", "register_catalog", "register_image_udf",
-    "register_tensor_udf",
-]
+_LAZY = {
+    "register_image_udf": ".api.image_udf", "register_tensor_udf": ".api.tensor_udf",
+    "load_catalog": ".catalog", "DeepImageFeaturizer": ".api.ml", "DeepImagePredictor": ".api.ml",
+    "cache_features": ".api.ml", "Registered": ".registry", "register_catalog": ".registry",
+    "Catalog": ".specs", "InputSpec": ".specs", "ModelSpec": ".specs", "OutputSpec": ".specs",
+    "build_session": ".session",
+}
+__all__ = sorted(["CatalogError", "ExportError", "ImageDecodeError", "ModelUnavailableError", "SqlDlError",
+                  "UsageError", *_LAZY])
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sql_dl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value

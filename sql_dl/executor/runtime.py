@@ -11,6 +11,7 @@ idle workers exit after about a minute and the next query loads the model again.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import json
@@ -164,22 +165,36 @@ def get_model(ref: ModelRef) -> backends.LoadedModel:
         model = _models.get(key)
         if model is None:
             model = _load(ref, threads)
-            _evict_versions(ref.name)
+            evicted = _evict_versions(ref.name)
             _models[key] = (ref.name, model)
             _freeze_heap()
             while len(_models) > CACHE_CAPACITY:
                 _models.popitem(last=False)
+                evicted = True
+            if evicted:
+                _return_freed_memory()
         _models.move_to_end(key)
         return _models[key][1]
 
 
-def _evict_versions(name: str) -> None:
+def _evict_versions(name: str) -> bool:
     """Before another version of entry ``name`` loads, keep only its most recent one: a swapped alias leaves
     at most two versions of an entry in a worker (the one queries move to, and one still in use: the A/B
     query ``ml_predict('m@champion', x), ml_predict('m@candidate', x)`` runs without reloading)."""
     same = [key for key, (owner, _) in _models.items() if owner == name]
     for key in same[:-1]:
         del _models[key]
+    return len(same) > 1
+
+
+def _return_freed_memory() -> None:
+    """Give an evicted model's memory back to the OS. glibc keeps freed blocks for reuse, and a worker's RSS
+    then grew ~40 MiB per swap of EfficientNet-Lite0 with two versions cached; with malloc_trim it stays
+    flat (bench/NOTES.md, "Hot swap")."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the allocator keeps what it keeps
 
 
 def run(ref: ModelRef, tensor: np.ndarray, output_names: list) -> list:

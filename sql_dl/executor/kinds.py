@@ -23,7 +23,7 @@ from pyspark.sql.functions import arrow_udf
 from pyspark.sql.pandas.types import to_arrow_type
 from pyspark.sql.types import ArrayType, DataType, FloatType, IntegerType, StringType, StructField, StructType
 
-from ..errors import ModelUnavailableError, UsageError
+from ..errors import UsageError
 from ..specs import InputSpec
 from .images import decode_error, image_to_pixels
 from .outputs import scatter, features_array, probabilities, top1_array, topk_array
@@ -108,15 +108,6 @@ class Kind:
             return batch(task, images, *extra)
 
         run.__name__ = run.__qualname__ = self.name if self.per_entry else self.sql_name
-        return arrow_udf(run, self.returns)
-
-    def unavailable_udf(self, message: str, sql_name: str):
-        """A UDF of this kind's type that fails with ``message`` (one line) when it meets a row: the
-        functions of an entry whose model file is absent."""
-        def run(images: pa.Array, *columns: pa.Array) -> pa.Array:
-            raise ModelUnavailableError(message)
-
-        run.__name__ = run.__qualname__ = sql_name
         return arrow_udf(run, self.returns)
 
     def shape(self, sql_name: str | None = None) -> str:

@@ -49,7 +49,7 @@ import org.apache.spark.util.AccumulatorV2;
  * As spark.sql.extensions=sqldl.SqlDlExtensions it serves every session of the JVM (the stock spark-sql shell,
  * each Thrift server connection, each Spark Connect client); sql-dl's Python registration (register_catalog)
  * installs the same functions into one session through install(). Either way the functions come from records
- * that "python -m sql_dl.extension" (sql_dl/extension/prepare.py) writes: each version of each entry as a
+ * that "python -m sql_dl.extension" (sql_dl/registry/records.py) writes: each version of each entry as a
  * pickled Arrow UDF per function kind, each SQL name with its target, and the refs ('NAME', 'NAME@ALIAS',
  * 'NAME@VERSION') the model-as-argument functions (ml_predict, ...) accept.
  *

@@ -2,8 +2,9 @@
 
 Three settings install it (:func:`extension_settings` gives them; ``sql-dl extension`` prints them):
 ``spark.sql.extensions=sqldl.SqlDlExtensions``, ``spark.driver.extraClassPath`` naming the compiled class,
-and ``spark.sqldl.catalog``. The JVM half (``SqlDlExtensions.java``) runs :mod:`.prepare` once per JVM and
-builds Spark's own Python UDF expressions from what it wrote, in every session.
+and ``spark.sqldl.catalog``. The JVM half (``SqlDlExtensions.java``) runs ``python -m sql_dl.extension``
+(:mod:`sql_dl.registry.records`) when the first session starts and when the catalog changes, and builds
+Spark's own Python UDF expressions from the records it writes, in every session.
 """
 from __future__ import annotations
 

@@ -1,23 +1,13 @@
-"""Give each registered function the text `DESCRIBE FUNCTION EXTENDED` shows: model, input, labels, sha256.
-
-Spark registers Python UDFs with an empty description ("Usage: N/A."). Here the
-same function builder is registered again under an ``ExpressionInfo`` that says
-what the function computes and from which model, so a BI tool or beeline user can
-learn it over JDBC. This reaches into Spark's function registry through py4j; if
-a Spark version changes that, the functions still work and only lose their text.
+"""The texts `DESCRIBE FUNCTION EXTENDED` shows for each function: usage, arguments, examples, and the model
+card (model, version, input, labels, source, sha256). They travel in the records (:mod:`.records`) and
+become each function's ``ExpressionInfo`` in the JVM, so a BI tool or beeline user can learn them over JDBC.
 """
 from __future__ import annotations
-
-import logging
-
-from pyspark.sql import SparkSession
 
 from ..executor.kinds import Kind
 from ..specs import ModelSpec
 from .inspect import ModelInfo
 
-log = logging.getLogger("sql_dl")
-PYTHON_UDF_CLASS = "org.apache.spark.sql.execution.python.UserDefinedPythonFunction"
 
 ARGUMENTS = """
     Arguments:
@@ -70,24 +60,3 @@ def generic_description(kind: Kind) -> dict:
     return {"usage": usage, "arguments": GENERIC_ARGUMENTS.format(extra=extra),
             "examples": EXAMPLES.format(args="'efficientnet_lite0@default', " + kind.example_args),
             "note": GENERIC_NOTE}
-
-
-def describe_function(spark: SparkSession, function: str, kind: Kind, spec: ModelSpec | None = None,
-                      info: ModelInfo | None = None) -> None:
-    """Replace the empty description Spark gave the Python UDF ``function`` (best effort)."""
-    text = description(kind, spec, info)
-    try:
-        jvm = spark._jvm
-        registry = spark._jsparkSession.sessionState().functionRegistry()
-        some = jvm.scala.Some
-        # temporary functions live under system.session (Spark 4); built in one step instead of a scan of
-        # every registered function, which cost ~0.1 s per function over py4j
-        identifier = jvm.org.apache.spark.sql.catalyst.FunctionIdentifier(function, some("session"), some("system"))
-        builder = registry.lookupFunctionBuilder(identifier).get()
-        # the class DESCRIBE FUNCTION shows: what runs it (Spark's own Python UDF), not a registration lambda
-        info_object = jvm.org.apache.spark.sql.catalyst.expressions.ExpressionInfo(
-            PYTHON_UDF_CLASS, None, function, text["usage"], text["arguments"], text["examples"],
-            text["note"], "", "", "", "python_udf")
-        registry.registerFunction(identifier, info_object, builder)
-    except Exception as exc:  # noqa: BLE001 - descriptions are documentation, never a reason to fail
-        log.debug("could not describe %s: %s", function, exc)

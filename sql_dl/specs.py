@@ -117,14 +117,12 @@ class Catalog:
     def resolve(self, ref: str) -> ModelSpec:
         """'NAME', 'NAME@ALIAS' or 'NAME@VERSION' -> that version's spec; one line listing what exists if none."""
         name, _, tag = ref.strip().partition("@")
-        spec = self.models.get(name.lower())
-        if spec is None:
-            raise CatalogError(f"no model named {name!r}; the catalog has: {', '.join(self.models) or 'none'}")
+        spec = self.get(name.lower())
         versions, aliases = self.versions.get(spec.name, {spec.version: spec}), self.aliases.get(spec.name, {})
         if not tag:
             return spec
         version = aliases.get(tag, tag)
         if version not in versions:
-            raise CatalogError(f"model '{spec.name}' has no version or alias {tag!r}; versions: "
+            raise CatalogError(f"{self.path.name}: model '{spec.name}' has no version or alias {tag!r}; versions: "
                                f"{', '.join(versions)}; aliases: {', '.join(f'{a}={v}' for a, v in aliases.items())}")
         return versions[version]

@@ -188,9 +188,9 @@ def test_an_entry_without_versions_is_version_1_its_default(tmp_path):
 
 def test_unknown_refs_say_what_exists(tmp_path):
     catalog = catalog_with(tmp_path, VERSIONED)
-    with pytest.raises(CatalogError, match=r"^no model named 'nope'; the catalog has: resnet50$"):
+    with pytest.raises(CatalogError, match=r"^models\.yaml: no model named 'nope'\. Available: resnet50$"):
         catalog.resolve("nope@1")
-    with pytest.raises(CatalogError, match=r"^model 'resnet50' has no version or alias '3'; versions: 1, 2; "
+    with pytest.raises(CatalogError, match=r"^models\.yaml: model 'resnet50' has no version or alias '3'; versions: 1, 2; "
                                            r"aliases: default=2, champion=2, candidate=1$"):
         catalog.resolve("resnet50@3")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import CATALOG, ROOT
+from conftest import CATALOG, ROOT, write_catalog
 from sql_dl.catalog import load_catalog
 from sql_dl.cli.command import main
 from sql_dl.cli.shell import is_complete, split_statements
@@ -93,6 +93,18 @@ def test_models_list_json():
     assert entries["efficientnet_lite0"]["onnx"].endswith("models/efficientnet_lite0.onnx")
     assert entries["inception"]["available"] is False
     assert "predict_inception" in entries["inception"]["functions"]
+    assert (entries["inception"]["version"], entries["inception"]["aliases"]) == ("1", "default")
+
+
+def test_models_list_and_describe_show_every_version(tmp_path):
+    from test_lifecycle import catalog_text
+
+    catalog = write_catalog(tmp_path, catalog_text())
+    result = CliRunner().invoke(main, ["models", "list", "--format", "json", "--catalog", str(catalog)])
+    rows = [(e["version"], e["aliases"], e["functions"] != []) for e in map(json.loads, result.output.splitlines())]
+    assert rows == [("1", "default,champion", True), ("2", "candidate", False)]
+    result = CliRunner().invoke(main, ["models", "describe", "lite@candidate", "--catalog", str(catalog)])
+    assert json.loads(result.output)["onnx"].endswith("efficientnet_lite0.int8.onnx")
 
 
 def test_models_describe_shows_the_resolved_entry():

@@ -80,8 +80,10 @@ def _entry_summary(spec) -> dict:
 
     record = export_record(spec) if spec.available else {}
     weights = "RANDOM (untrained)" if record.get("weights") == "random" else record.get("weights")
-    return {"name": spec.name, "onnx": str(spec.onnx), "available": spec.available,
-            "functions": sorted(spec.functions.values()), "input_size": list(spec.input.size),
+    return {"name": spec.name, "version": spec.version, "aliases": ",".join(spec.aliases), "onnx": str(spec.onnx),
+            "available": spec.available,
+            "functions": sorted(spec.functions.values()) if "default" in spec.aliases else [],
+            "input_size": list(spec.input.size),
             "feature_size": record.get("features"), "weights": weights, "device": spec.device,
             "labels": spec.labels if spec.labels == "imagenet" else Path(spec.labels).name}
 
@@ -90,13 +92,14 @@ def _entry_summary(spec) -> dict:
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 @CATALOG
 def models_list(fmt: str, catalog: str) -> None:
-    """Every catalog entry: its ONNX file, whether it is present, its SQL functions."""
-    entries = [_entry_summary(spec) for spec in load_catalog(catalog)]
+    """Every version of every catalog entry: its ONNX file, whether it is present, its aliases, the SQL
+    functions that run it."""
+    entries = [_entry_summary(spec) for spec in load_catalog(catalog).all_versions()]
     if fmt == "json":
         for entry in entries:
             click.echo(json.dumps(entry))
         return
-    columns = ["name", "available", "input_size", "feature_size", "weights", "functions"]
+    columns = ["name", "version", "aliases", "available", "input_size", "feature_size", "weights", "functions"]
     write_rows(columns, [[e[c] for c in columns] for e in entries], "table", sys.stdout)
 
 
@@ -104,10 +107,10 @@ def models_list(fmt: str, catalog: str) -> None:
 @click.argument("name")
 @CATALOG
 def models_describe(name: str, catalog: str) -> None:
-    """One entry, resolved: preprocessing, outputs, labels, sha256, source."""
+    """One entry (NAME, NAME@ALIAS or NAME@VERSION), resolved: preprocessing, outputs, labels, sha256, source."""
     from ..registry import expected_sha256
 
-    spec = load_catalog(catalog).get(name)
+    spec = load_catalog(catalog).resolve(name)
     info = {**_entry_summary(spec), "sha256": expected_sha256(spec) if spec.available else None, "source": spec.source,
             "preprocessing": spec.input.describe(), "outputs": spec.outputs.as_dict(), "batch_size": spec.batch_size}
     click.echo(json.dumps(info, indent=2))

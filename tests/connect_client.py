@@ -25,6 +25,10 @@ def main(url: str, photos: str) -> None:
     predicted = DeepImagePredictor(inputCol="content", outputCol="top", modelName="efficientnet_lite0",
                                    decodePredictions=True, topK=2).transform(frame)
     out["topk"] = {r.file: [t.label for t in r.top] for r in predicted.select("file", "top").collect()}
+    out["generic"] = {r.file: [r.label, r.version] for r in spark.sql(
+        "SELECT regexp_extract(path, '[^/]+$', 0) AS file, ml_predict('efficientnet_lite0@default', content) AS label, "
+        "ml_predict_detail('efficientnet_lite0', content).version AS version FROM photos").collect()}
+    out["models"] = sorted(r.name for r in spark.sql("SELECT name FROM sql_dl_models() WHERE available").collect())
     try:
         register_image_udf(spark, "mine", "efficientnet_lite0")
         out["register"] = "registered"

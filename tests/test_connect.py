@@ -34,6 +34,8 @@ def test_a_connect_client_calls_the_catalog_functions_everywhere(connect_server,
     assert got["sql"] == expected and got["dataframe"] == expected
     assert got["feature_sizes"] == [1280]
     assert {file: top[0] for file, top in got["topk"].items()} == expected
+    assert got["generic"] == {file: [label, "1"] for file, label in expected.items()}  # ml_* over Connect
+    assert "efficientnet_lite0" in got["models"]
     assert got["register"].startswith("UsageError: register_image_udf('mine') needs a classic Spark session")
     assert "\n" not in got["register"]
 

@@ -55,7 +55,8 @@ GENERIC_NOTE = """
 def generic_description(kind: Kind) -> dict:
     """The texts of ``kind``'s model-as-argument function (ml_predict, ...)."""
     head, _, rest = kind.usage.partition(") - ")
-    usage = head.replace("_FUNC_(", "_FUNC_(model, ") + ") - " + rest.format(model="<model>", features="N")
+    usage = head.replace("_FUNC_(", "_FUNC_(model, ") + ") - " + rest.replace("model '{model}'", "the model") \
+        .replace(", {features} values", "")
     extra = "".join(f"      * {arg.name} - {arg.text}\n" for arg in kind.args)
     return {"usage": usage, "arguments": GENERIC_ARGUMENTS.format(extra=extra),
             "examples": EXAMPLES.format(args="'efficientnet_lite0@default', " + kind.example_args),

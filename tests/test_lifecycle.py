@@ -167,10 +167,13 @@ def test_removed_entries_fail_with_one_line_and_new_entries_appear(spark, lite):
 
 
 def test_each_query_leaves_an_audit_line(spark, lite, event_log):
+    def audit_lines() -> list:
+        return [e for e in read_events(event_log) if e.get("event") == "query" and e.get("function") == "ml_predict"]
+
+    before = len(audit_lines())  # the event log is the whole suite's: look only at lines this query adds
     spark.sql("SELECT ml_predict('lite@candidate', content) FROM lifecycle_photos").collect()
-    wait_for(lambda: any(e.get("event") == "query" and e.get("function") == "ml_predict" and e["version"] == "2"
-                         for e in read_events(event_log)), timeout=30)
-    line = [e for e in read_events(event_log) if e.get("event") == "query" and e.get("function") == "ml_predict"][-1]
+    wait_for(lambda: len(audit_lines()) > before, timeout=30)
+    line = audit_lines()[before]
     rows = spark.table("lifecycle_photos").count()
-    assert line["model"] == "lite" and line["rows"] == rows and line["status"] == "succeeded"
+    assert (line["model"], line["version"], line["rows"], line["status"]) == ("lite", "2", rows, "succeeded")
     assert len(line["sha256"]) == 64 and line["query_id"] and line["user"]

@@ -75,7 +75,7 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
         SparkConf conf = SparkContext.getOrCreate().getConf();
         String[] settings = {conf.get("spark.sqldl.eventLog", ""), conf.get("spark.sqldl.onError", ""),
                              conf.get("spark.sqldl.modelDirs", "")};
-        Store store = store(conf, conf.get("spark.sqldl.catalog", "models.yaml"), null, settings);
+        Store store = store(conf, conf.get("spark.sqldl.catalog", "models.yaml"), null, settings, python(conf));
         SparkSessionExtensions ext = (SparkSessionExtensions) extensions;
         if (store.state != null) {
             Iterator names = store.state.functions.keySet().iterator();
@@ -95,10 +95,10 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
      * Python's register_catalog: install the records at ``recordsFile`` (already prepared by the caller) into
      * ``session``, and keep the default.sql_dl_models view in step with them. Returns "" or the error line.
      */
-    public static String install(SparkSession session, String catalog, String recordsFile,
-                                              String eventLog, String onError, String modelDirs) {
+    public static String install(SparkSession session, String catalog, String recordsFile, String eventLog,
+                                 String onError, String modelDirs, String python) {
         SparkConf conf = session.sparkContext().getConf();
-        Store store = store(conf, catalog, recordsFile, new String[] {eventLog, onError, modelDirs});
+        Store store = store(conf, catalog, recordsFile, new String[] {eventLog, onError, modelDirs}, python);
         if (store.state == null) return store.lastError;
         store.viewSession = new WeakReference(session);
         store.track(session);
@@ -132,14 +132,15 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
 
     /**
      * The Store for ``catalog`` prepared with ``settings`` (event log, onError, model directories: what the
-     * preparing Python is given), made on first use: from ``recordsFile``, or by running the Python preparer.
+     * preparing Python is given), made on first use: from ``recordsFile``, or by running ``python``'s preparer.
      */
-    static synchronized Store store(SparkConf conf, String catalog, String recordsFile, String[] settings) {
+    static synchronized Store store(SparkConf conf, String catalog, String recordsFile, String[] settings,
+                                    String python) {
         String path = new File(catalog).getAbsolutePath();
         String key = path + "\n" + String.join("\n", settings);
         Store store = (Store) STORES.get(key);
         if (store == null) {
-            store = new Store(path, python(conf), settings, auditFile(conf, settings[0]));
+            store = new Store(path, python, settings, auditFile(conf, settings[0]));
             STORES.put(key, store);
             store.load(recordsFile);
             startWatcher(Double.parseDouble(conf.get("spark.sqldl.reloadSeconds", "1")));

@@ -5,6 +5,7 @@ session built elsewhere it is loaded from the same compiled folder by a class lo
 """
 from __future__ import annotations
 
+import sys
 import weakref
 
 from pyspark.sql import SparkSession
@@ -50,8 +51,10 @@ class JvmFunctions:
 
     def install(self, session, catalog: str, records: str, settings: tuple) -> str:
         """Install the records into ``session``; ``settings`` (event log, onError, model directories) are what
-        a reload prepares them with again. "" or the one line saying what could not be done."""
-        return self._call("install", session, catalog, records, *(value or "" for value in settings)) or ""
+        a reload prepares them with again, with this interpreter. "" or the one line saying what could not
+        be done."""
+        return self._call("install", session, catalog, records, *(value or "" for value in settings),
+                          sys.executable) or ""
 
     def reload_all(self) -> str:
         """Re-read every catalog now; the lines it logged."""

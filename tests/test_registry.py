@@ -131,3 +131,29 @@ def test_random_weights_say_so_everywhere_and_warn_once(spark, tmp_path, tiny):
     assert "weights=IMAGENET1K_V1 -- exported with RANDOM weights: its answers mean nothing" in card
     listed = CliRunner().invoke(main, ["models", "list", "--format", "json", "--catalog", str(tmp_path / "models.yaml")])
     assert json.loads(listed.output)["weights"] == "RANDOM (untrained)"
+
+
+def test_register_catalog_into_a_session_sql_dl_did_not_build(tmp_path, photo_dir):
+    """A plain SparkSession (no sql-dl class on its class path): register_catalog loads sql-dl's JVM half by a
+    class loader of its own, and every function kind and the models table work."""
+    import subprocess
+    import sys
+
+    from conftest import CATALOG
+
+    script = tmp_path / "foreign.py"
+    script.write_text(
+        "import sys\nfrom pyspark.sql import SparkSession\nfrom sql_dl import register_catalog\n"
+        "spark = SparkSession.builder.master('local[1]').config('spark.pyspark.python', sys.executable)"
+        ".config('spark.ui.enabled', 'false').getOrCreate()\n"
+        f"register_catalog(spark, {str(CATALOG)!r})\n"
+        "row = spark.sql(\"SELECT predict_efficientnet_lite0(content) AS label, "
+        "ml_predict_detail('efficientnet_lite0@default', content).version AS version "
+        f"FROM binaryFile.`{photo_dir / 'coffee.jpg'}`\").collect()[0]\n"
+        "models = spark.sql('SELECT count(*) FROM sql_dl_models').collect()[0][0]\n"
+        "print(row.label, row.version, models)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from sql_dl.catalog import load_catalog
+
+    assert result.stdout.split()[-3:] == ["espresso", "1", str(len(load_catalog(CATALOG).all_versions()))]

@@ -44,8 +44,8 @@ class JvmFunctions:
         types = gateway.new_array(jvm.java.lang.Class, len(args))
         values = gateway.new_array(jvm.java.lang.Object, len(args))
         for i, arg in enumerate(args):
-            types[i] = jvm.java.lang.Class.forName("org.apache.spark.sql.SparkSession") if not isinstance(
-                arg, str) else jvm.java.lang.String("").getClass()
+            name = "java.lang.String" if isinstance(arg, str) else "org.apache.spark.sql.SparkSession"
+            types[i] = jvm.java.lang.Class.forName(name)
             values[i] = arg
         return cls.getMethod(method, types).invoke(None, values)
 

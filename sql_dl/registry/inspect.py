@@ -81,7 +81,8 @@ def inspect_model(spec: ModelSpec) -> ModelInfo:
         if name not in outputs:
             raise CatalogError(f"{spec.where()}: outputs.{role} {name!r} is not an output of the model "
                                f"(it has: {', '.join(outputs)})")
-        sizes[role] = outputs[name][-1] if outputs[name] else None
+        last = outputs[name][-1] if outputs[name] else None
+        sizes[role] = last if isinstance(last, int) else None  # a symbolic dimension ('N') is not a size
     if sizes.get("scores") is not None:
         labels = len(load_labels(spec.labels))
         if labels != sizes["scores"]:

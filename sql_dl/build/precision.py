@@ -27,7 +27,7 @@ INT8_OPTIONS = {"calibrate_method": "MinMax", "per_channel": True, "reduce_range
                 "activation_type": "QUInt8", "weight_type": "QInt8"}
 
 
-def _photo_tensors(spec: ModelSpec) -> np.ndarray:
+def photo_tensors(spec: ModelSpec) -> np.ndarray:
     """The bundled photos, preprocessed: what int8 is compared with fp32 on."""
     images = [decode_bytes(p.read_bytes()) for p in sample_photos()]
     return to_tensor(np.stack([resize_and_crop(im, spec.input) for im in images]), spec.input)
@@ -113,7 +113,7 @@ def compare(spec: ModelSpec, fp32: Path, variant: Path) -> dict:
     device = "cuda" if spec.precision == "fp16" else "cpu"
     if device == "cuda" and not backends.get().cuda_available():
         return {"top1_agreement_vs_fp32": None, "speedup_vs_fp32": None, "note": "fp16 is measured on a GPU only"}
-    batch = np.concatenate([_photo_tensors(spec)] * 4)
+    batch = np.concatenate([photo_tensors(spec)] * 4)
     reference, fp32_time = _timed_run(fp32, batch, device)
     logits, variant_time = _timed_run(variant, batch, device)
     return {"top1_agreement_vs_fp32": float((logits.argmax(1) == reference.argmax(1)).mean()),

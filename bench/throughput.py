@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--backend-images", type=int, default=SMALL, help="images per backend x precision row "
                                                                           "(0: skip those rows)")
     args = parser.parse_args()
+    os.environ.setdefault("SQL_DL_MODEL_CACHE_SIZE", "16")  # the backend rows' 8 entries stay loaded per worker
     catalog_path = bench_catalog()
     catalog = load_catalog(catalog_path)
     cores = os.cpu_count() or 1

@@ -37,7 +37,7 @@ java:
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[export,photos,test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[export,photos,test,openvino,quantize]'
 	touch $@
 
 models: $(MODELS)

@@ -12,7 +12,8 @@ the ceiling never pays) is then a few percent of it. The first 256 of them are a
 (b) sql-dl: SELECT count(predict_NAME(content)) FROM binaryFile; (c) the same model through
 pyspark.ml.functions.predict_batch_udf with the same decoding (a decode UDF producing the tensor column, as
 Spark's documentation builds its inputs); (d) a row-at-a-time Python UDF; (e) the image data source instead of
-binaryFile; then int8 against fp32, decoding cost, first-query and one-row latency. ResNet50 has random weights
+binaryFile; then int8 against fp32, decoding cost, first-query and one-row latency; then the machine (CPU model and
+flags) and each backend x precision, ceiling and SQL (bench/backend_matrix.py). ResNet50 has random weights
 (its published ones need a download; speed does not depend on them). Prints a table, the ratios b/a, b/c, b/d
 last, and writes bench-out/bench.json.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+import backend_matrix
 from ceiling import best_ceiling, measure
 from cpu_use import core_ms_per_image, process_cpu
 from corpus import OUT, image_folder
@@ -165,13 +167,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, help="one image count for every model (default: IMAGES)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="efficientnet_lite0,resnet50")
+    parser.add_argument("--backend-images", type=int, default=SMALL, help="images per backend x precision row "
+                                                                          "(0: skip those rows)")
     args = parser.parse_args()
+    os.environ.setdefault("SQL_DL_MODEL_CACHE_SIZE", "16")  # the backend rows' 8 entries stay loaded per worker
     catalog_path = bench_catalog()
     catalog = load_catalog(catalog_path)
     cores = os.cpu_count() or 1
-    spark = build_session(master=f"local[{cores}]", catalog=catalog_path)
+    event_log = OUT / "bench-events.jsonl"
+    event_log.unlink(missing_ok=True)
+    spark = build_session(master=f"local[{cores}]", catalog=catalog_path,
+                          conf={"spark.sqldl.eventLog": str(event_log)})
     first = sorted(image_folder(SMALL)[0].glob("*.jpg"))[0]
-    report: dict = {"cores": cores, "latency": latencies(spark, first), "models": {}}
+    report: dict = {"cores": cores, "machine": backend_matrix.machine(), "latency": latencies(spark, first),
+                    "models": {}}
     for name in args.models.split(","):
         spec, images = catalog.get(name), args.images or IMAGES.get(name, SMALL)
         folder, _ = image_folder(images)
@@ -190,8 +199,12 @@ def main() -> None:
         result["a"]["config"] = sweep["config"]
         result["int8"].update(agreement(spark, folder, name, f"{name}_int8"))
         report["models"][name] = result
+    if args.backend_images:
+        report["backends"] = backend_matrix.run(spark, args.backend_images, args.repeats, event_log)
     spark.stop()
     print_report(report)
+    if "backends" in report:
+        backend_matrix.print_report({"machine": report["machine"], **report["backends"]})
     (OUT / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {OUT / 'bench.json'}")
 

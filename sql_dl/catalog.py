@@ -28,7 +28,7 @@ ON_ERROR = ("null", "fail")  # a row whose image cannot be decoded: NULL (the qu
 # EfficientNet-Lite0 0 to 1.5 core-ms cheaper per image across repeated runs; ResNet50 equal) and halves
 # ONNX Runtime's arena (190 vs 450 MiB for EfficientNet-Lite0); GPUs want large batches to fill the device.
 DEFAULT_BATCH = {"cpu": 8, "auto": 8, "cuda": 32}
-DEFAULT_FIELDS = ("batch_size", "device", "on_error")  # what `defaults:` may set for every entry
+DEFAULT_FIELDS = ("batch_size", "device", "on_error", "backend")  # what `defaults:` may set for every entry
 
 
 # --------------------------------------------------------------------------- YAML
@@ -226,11 +226,14 @@ def _functions(e: _Entry, name: str, outputs: OutputSpec) -> dict:
 
 
 ENTRY_FIELDS = ("onnx", "sha256", "source", "input", "labels", "outputs", "batch_size", "device", "precision",
-                "on_error", "functions", "versions", "aliases")
+                "on_error", "functions", "versions", "aliases", "backend")
 # What one version may set for itself; input: is merged over the entry's (so a version names only what differs)
 VERSION_FIELDS = ("onnx", "sha256", "source", "input", "labels", "outputs", "precision")
 VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_ALIAS = "default"  # the version predict_NAME and friends run
+# fp32, int8, fp16: what the ONNX file holds; bf16: an fp32 file that OpenVINO computes in bf16
+PRECISIONS = ("fp32", "bf16", "int8", "fp16")
+BACKEND_CHOICES = ("onnxruntime", "openvino", "auto")  # sql_dl.executor.backends.CHOICES, without importing it
 
 
 def _model_spec(name: str, raw: dict, file_name: str, base: Path, version: str = "1",
@@ -262,6 +265,7 @@ def _model_spec(name: str, raw: dict, file_name: str, base: Path, version: str =
         precision=_precision(e),
         on_error=e.choice(e.raw, "on_error", ON_ERROR, "null"),
         functions=_functions(e, name, outputs), catalog_file=file_name, version=version, aliases=aliases,
+        backend=_backend(e, device),
     )
 
 
@@ -336,11 +340,22 @@ def _check_distinct_files(where: str, versions: dict) -> None:
 
 
 def _precision(e: _Entry) -> str:
-    precision = e.choice(e.raw, "precision", ("fp32", "int8", "fp16"), "fp32")
+    precision = e.choice(e.raw, "precision", PRECISIONS, "fp32")
     if precision == "fp16" and e.raw.get("device") != "cuda":
         raise CatalogError(f"{e.where}: precision fp16 runs on GPUs only (CPU kernels for it are few and slow): "
                            "set device: cuda, or use precision int8 or fp32")
+    if precision == "bf16" and (e.raw.get("backend", "onnxruntime") == "onnxruntime" or e.raw.get("device") == "cuda"):
+        raise CatalogError(f"{e.where}: precision bf16 runs on OpenVINO's CPU plugin only: set backend: openvino "
+                           "(or auto) and device: auto|cpu")
     return precision
+
+
+def _backend(e: _Entry, device: str) -> str:
+    backend = e.choice(e.raw, "backend", BACKEND_CHOICES, "onnxruntime")
+    if backend == "openvino" and device == "cuda":
+        raise CatalogError(f"{e.where}: backend openvino runs on the CPU: set device: auto|cpu, or backend: "
+                           "onnxruntime for CUDA")
+    return backend
 
 
 def _check_unique_functions(models: dict, file_name: str) -> None:

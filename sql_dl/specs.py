@@ -73,12 +73,13 @@ class ModelSpec:
     outputs: OutputSpec
     batch_size: int
     device: str  # "auto" | "cpu" | "cuda"
-    precision: str  # "fp32" | "int8" | "fp16": what the ONNX file holds (export converts to it)
+    precision: str  # "fp32" | "bf16" | "int8" | "fp16": what the model computes in (bf16: fp32 file, OpenVINO)
     on_error: str  # "null" | "fail": what a row whose image cannot be decoded does
     functions: dict = field(compare=False)  # kind (predict|topk|featurize) -> SQL function name
     catalog_file: str
     version: str = "1"  # which of the entry's versions this spec is (an entry without versions: has "1")
     aliases: tuple = ()  # the entry's aliases naming this version (default, champion, ...)
+    backend: str = "onnxruntime"  # "onnxruntime" | "openvino" | "auto": the runtime executors open it with
 
     @property
     def available(self) -> bool:

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sql_dl
 
 PACKAGE = Path(sql_dl.__file__).parent
-HEAVY = ("torch", "torchvision", "onnx", "timm", "efficientnet_lite_pytorch", "skimage", "sklearn")
+HEAVY = ("torch", "torchvision", "onnx", "timm", "efficientnet_lite_pytorch", "skimage", "sklearn", "nncf",
+         "openvino")
 
 
 def _modules(exclude: str) -> list[str]:
@@ -30,15 +33,17 @@ def test_every_module_outside_build_imports_without_torch():
     assert result.stdout.strip() == "[]"
 
 
-def test_only_the_backends_module_opens_models_with_onnxruntime():
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_only_the_backends_module_opens_models_with_a_runtime(runtime):
     """The runtime seam: other modules go through sql_dl.executor.backends (build-time quantization aside)."""
     allowed = {PACKAGE / "executor" / "backends.py", PACKAGE / "build" / "precision.py"}
     offenders = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
-                 if path not in allowed and re.search(r"^\s*(import onnxruntime|from onnxruntime)",
+                 if path not in allowed and re.search(rf"^\s*(import {runtime}|from {runtime})",
                                                       path.read_text(), re.M)]
     assert offenders == []
     precision = (PACKAGE / "build" / "precision.py").read_text()
-    assert "InferenceSession" not in precision and "import onnxruntime as" not in precision
+    assert "InferenceSession" not in precision and f"import {runtime} as" not in precision
+    assert "compile_model" not in precision and not re.search(r"^\s*(import|from) openvino", precision, re.M)
 
 
 def test_install_requires_lists_no_export_packages():

@@ -45,7 +45,8 @@ def test_int8_functions_answer_in_sql(spark, photo_dir):
 def test_verify_reports_int8_agreement_with_fp32():
     result = CliRunner().invoke(main, ["models", "verify", "efficientnet_lite0_int8", "--catalog", str(CATALOG)])
     assert result.exit_code == 0, result.output
-    assert "int8 top-1 agreement with fp32" in result.output and result.output.rstrip().endswith("(ok)")
+    assert "int8 on onnxruntime: top-1 agreement with fp32" in result.output and "max relative error" in result.output
+    assert result.output.rstrip().endswith("(ok)")
 
 
 def test_fp16_is_refused_without_a_cuda_device(tmp_path):
@@ -81,3 +82,50 @@ def test_fp16_on_the_gpu_agrees_with_fp32(tmp_path):
     spec = dataclasses.replace(load_catalog(CATALOG).get("efficientnet_lite0"), precision="fp16", device="cuda")
     result = compare(spec, FP32, tmp_path / "m.fp16.onnx")
     assert result["top1_agreement_vs_fp32"] >= 0.99
+
+
+needs_openvino = pytest.mark.skipif(not __import__("sql_dl.executor.backends", fromlist=["x"]).BACKENDS[
+    "openvino"].installed(), reason="openvino is not installed (pip install 'sql-dl[openvino]')")
+
+
+@needs_openvino
+def test_bf16_export_records_what_the_cpu_really_computed_in(tmp_path):
+    """bf16 is the fp32 file computed in bf16 by OpenVINO; on a CPU without AMX/AVX512_BF16 the record says fp32."""
+    from sql_dl.build.export import export_onnx, sidecar
+    from sql_dl.executor.backends import BACKENDS
+
+    path = export_onnx(load_catalog(CATALOG).get("efficientnet_lite0_bf16"), "pretrained", tmp_path)
+    record = json.loads(sidecar(path).read_text())
+    native = BACKENDS["openvino"].native_bf16()
+    assert record["precision"] == "bf16" and record["backend"] == "openvino"
+    assert record["computed_in"] == ("bf16" if native else "fp32")
+    assert record["top1_agreement_vs_fp32"] >= (0.99 if native else 1.0)
+    assert record["max_relative_error_vs_fp32"] < (0.05 if native else 1e-4)
+
+
+@needs_openvino
+@pytest.mark.timeout(600)
+def test_nncf_int8_export_is_compared_with_fp32_on_every_backend(tmp_path):
+    import onnx
+
+    from sql_dl.build.export import export_onnx, sidecar
+
+    path = export_onnx(load_catalog(CATALOG).get("efficientnet_lite0_int8_nncf"), "pretrained", tmp_path)
+    record = json.loads(sidecar(path).read_text())
+    assert record["quantizer"] == "nncf" and set(record["by_backend"]) == {"onnxruntime", "openvino"}
+    for result in record["by_backend"].values():
+        assert result["top1_agreement_vs_fp32"] >= INT8_MIN_AGREEMENT and result["computed_in"] == "int8"
+    graph = onnx.load(str(path)).graph
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.node) >= sum(n.op_type == "Conv" for n in graph.node)
+
+
+def test_unknown_quantizer_is_one_line(tmp_path):
+    import dataclasses
+
+    from sql_dl.build.export import export_onnx
+    from sql_dl.errors import ExportError
+
+    spec = load_catalog(CATALOG).get("efficientnet_lite0_int8")
+    spec = dataclasses.replace(spec, source={**spec.source, "quantizer": "tensorrt"})
+    with pytest.raises(ExportError, match=r"source\.quantizer must be one of onnxruntime\|nncf, got 'tensorrt'"):
+        export_onnx(spec, "pretrained", tmp_path)

@@ -259,15 +259,33 @@ def export_onnx(spec: ModelSpec, weights: str = "pretrained", out_dir: str | Pat
 
 
 def _convert(spec: ModelSpec, fp32: Path, target: Path) -> dict:
-    """Put the verified fp32 file at ``target``, or its int8/fp16 conversion with how it compares."""
+    """Put the verified fp32 file at ``target``, or its int8/fp16 conversion, with how it compares. A bf16
+    entry's file is the fp32 one (OpenVINO computes in bf16), compared all the same."""
     if spec.precision == "fp32":
         fp32.replace(target)
         return {}
-    from .precision import compare, convert_fp16, quantize_int8
+    from .precision import QUANTIZERS, compare, convert_fp16, quantize_int8, quantize_int8_nncf
 
     try:
-        (quantize_int8(spec, fp32, target) if spec.precision == "int8" else convert_fp16(fp32, target))
-        return compare(spec, fp32, target)
+        if spec.precision == "int8":
+            quantizer = spec.source.get("quantizer", "onnxruntime")
+            if quantizer not in QUANTIZERS:
+                raise ExportError(f"{spec.where()}: source.quantizer must be one of {'|'.join(QUANTIZERS)}, "
+                                  f"got {quantizer!r}")
+            (quantize_int8_nncf if quantizer == "nncf" else quantize_int8)(spec, fp32, target)
+            record = {"quantizer": quantizer}
+        elif spec.precision == "bf16":
+            import shutil
+
+            shutil.copyfile(fp32, target)
+            record = {}
+        else:
+            convert_fp16(fp32, target)
+            record = {}
+        return {**record, **compare(spec, fp32, target)}
+    except ExportError:
+        target.unlink(missing_ok=True)
+        raise
     except Exception as exc:  # noqa: BLE001 - the converters raise many types; one line for the user
         target.unlink(missing_ok=True)
         raise ExportError(f"{spec.precision} conversion of '{spec.name}' failed: {type(exc).__name__}: "

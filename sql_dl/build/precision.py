@@ -27,7 +27,7 @@ INT8_OPTIONS = {"calibrate_method": "MinMax", "per_channel": True, "reduce_range
                 "activation_type": "QUInt8", "weight_type": "QInt8"}
 
 
-def _photo_tensors(spec: ModelSpec) -> np.ndarray:
+def photo_tensors(spec: ModelSpec) -> np.ndarray:
     """The bundled photos, preprocessed: what int8 is compared with fp32 on."""
     images = [decode_bytes(p.read_bytes()) for p in sample_photos()]
     return to_tensor(np.stack([resize_and_crop(im, spec.input) for im in images]), spec.input)
@@ -90,6 +90,38 @@ def quantize_int8(spec: ModelSpec, fp32: Path, target: Path, **options) -> None:
         prepared.unlink(missing_ok=True)
 
 
+QUANTIZERS = ("onnxruntime", "nncf")  # source.quantizer of a precision: int8 entry (default onnxruntime)
+# NNCF's post-training quantization: full (not fast) bias correction, ranges from the same calibration samples
+NNCF_OPTIONS = {"fast_bias_correction": False, "preset": "performance"}
+
+
+def quantize_int8_nncf(spec: ModelSpec, fp32: Path, target: Path, **options) -> None:
+    """NNCF post-training quantization of the ONNX graph (QDQ, runs on ONNX Runtime and OpenVINO alike), with
+    bias correction; ``options`` override :data:`NNCF_OPTIONS` (nncf.quantize's arguments)."""
+    try:
+        import nncf
+    except ImportError:
+        raise ImportError("source.quantizer: nncf needs the quantize extra: pip install 'sql-dl[quantize]'") from None
+    import onnx
+
+    samples = calibration_tensors(spec)
+    model = onnx.load(str(fp32))
+    name = model.graph.input[0].name
+    settings = {**NNCF_OPTIONS, **options}
+    preset = settings.pop("preset", None)
+    if preset is not None:
+        settings["preset"] = getattr(nncf.QuantizationPreset, preset.upper())
+    overflow_fix = settings.pop("overflow_fix", None)
+    if overflow_fix is not None:  # 7-bit weights in every layer: AVX2 without VNNI saturates u8 x s8 sums
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+        settings["advanced_parameters"] = AdvancedQuantizationParameters(
+            overflow_fix=getattr(OverflowFix, overflow_fix.upper()))
+    dataset = nncf.Dataset([samples[i:i + 1] for i in range(len(samples))], lambda x: {name: x})
+    quantized = nncf.quantize(model, dataset, subset_size=len(samples), **settings)
+    onnx.save(quantized, str(target))
+
+
 def convert_fp16(fp32: Path, target: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -97,24 +129,47 @@ def convert_fp16(fp32: Path, target: Path) -> None:
     onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(target))
 
 
-def _timed_run(path: Path, batch: np.ndarray, device: str) -> tuple[np.ndarray, float]:
-    session = backends.get().open(str(path), device=device)
+def _timed_run(path: Path, batch: np.ndarray, device: str, backend: str = "onnxruntime",
+               precision: str = "fp32") -> tuple[np.ndarray, float, str]:
+    """Logits, median seconds of 5 runs, and the precision the runtime really computed in."""
+    session = backends.get(backend).open(str(path), device=device, precision=precision)
     session.run(["logits"], {"image": batch})  # warm-up
     times, logits = [], None
     for _ in range(5):
         started = time.perf_counter()
         logits = session.run(["logits"], {"image": batch})[0]
         times.append(time.perf_counter() - started)
-    return logits, statistics.median(times)
+    return logits, statistics.median(times), session.precision
+
+
+def _variant_backends(spec: ModelSpec) -> list[str]:
+    """The runtimes a variant is measured on: bf16 exists on OpenVINO only, fp16 (CUDA) on ONNX Runtime only,
+    int8 files run on every installed CPU runtime."""
+    if spec.precision == "bf16":
+        return ["openvino"]
+    if spec.precision == "fp16":
+        return ["onnxruntime"]
+    return backends.installed()
 
 
 def compare(spec: ModelSpec, fp32: Path, variant: Path) -> dict:
-    """Top-1 agreement with fp32 on the photos, and the speed-up (fp32 time / variant time, median of 5)."""
+    """The variant against fp32 (ONNX Runtime) on the bundled photos, on each runtime that can run it: top-1
+    agreement, max relative error of the logits, speed-up (fp32 time / variant time, median of 5), and what the
+    runtime really computed in. The top-level figures are those of the entry's backend (auto: the fastest)."""
     device = "cuda" if spec.precision == "fp16" else "cpu"
     if device == "cuda" and not backends.get().cuda_available():
         return {"top1_agreement_vs_fp32": None, "speedup_vs_fp32": None, "note": "fp16 is measured on a GPU only"}
-    batch = np.concatenate([_photo_tensors(spec)] * 4)
-    reference, fp32_time = _timed_run(fp32, batch, device)
-    logits, variant_time = _timed_run(variant, batch, device)
-    return {"top1_agreement_vs_fp32": float((logits.argmax(1) == reference.argmax(1)).mean()),
-            "speedup_vs_fp32": round(fp32_time / variant_time, 3), "photos": len(batch) // 4}
+    if spec.precision == "bf16" and not backends.BACKENDS["openvino"].installed():
+        return {"top1_agreement_vs_fp32": None, "speedup_vs_fp32": None,
+                "note": "bf16 is measured with OpenVINO: pip install 'sql-dl[openvino]'"}
+    batch = np.concatenate([photo_tensors(spec)] * 4)
+    reference, fp32_time, _ = _timed_run(fp32, batch, device)
+    scale = float(np.abs(reference).max())
+    results = {}
+    for name in _variant_backends(spec):
+        logits, variant_time, ran = _timed_run(variant, batch, device, name, spec.precision)
+        results[name] = {"top1_agreement_vs_fp32": float((logits.argmax(1) == reference.argmax(1)).mean()),
+                         "max_relative_error_vs_fp32": float(np.abs(logits - reference).max() / scale),
+                         "speedup_vs_fp32": round(fp32_time / variant_time, 3), "computed_in": ran}
+    chosen = spec.backend if spec.backend in results else max(results, key=lambda n: results[n]["speedup_vs_fp32"])
+    return {**results[chosen], "backend": chosen, "by_backend": results, "photos": len(batch) // 4}

@@ -137,8 +137,18 @@ def _precision_note(path: Path) -> str:
     record = json.loads(sidecar(path).read_text())
     if record.get("top1_agreement_vs_fp32") is None:
         return ""
-    return (f"; {record['precision']}: top-1 agreement with fp32 {record['top1_agreement_vs_fp32']:.0%} on "
-            f"{record['photos']} photos, {record['speedup_vs_fp32']:.2f}x the fp32 speed")
+    return "; " + _comparison_text(record)
+
+
+def _comparison_text(record: dict) -> str:
+    """One line for a lower-precision variant: agreement and error against fp32, speed, what ran where."""
+    ran = f" on {record['backend']}" if record.get("backend") else ""
+    actual = record.get("computed_in")
+    native = f" (computed in {actual}: not native on this CPU)" if actual and actual != record["precision"] else ""
+    error = record.get("max_relative_error_vs_fp32")
+    return (f"{record['precision']}{ran}{native}: top-1 agreement with fp32 {record['top1_agreement_vs_fp32']:.0%} "
+            f"on {record['photos']} photos" + (f", max relative error {error:.1e}" if error is not None else "")
+            + f", {record['speedup_vs_fp32']:.2f}x the fp32 speed")
 
 
 @models.command("verify")
@@ -180,8 +190,10 @@ def _verify_lower_precision(spec, weights: str) -> int:
         click.echo(f"{spec.name}: {result['note']}")
         return 0
     ok = agreement >= INT8_MIN_AGREEMENT
-    click.echo(f"{spec.name}: {spec.precision} top-1 agreement with fp32 {agreement:.0%} on {result['photos']} photos, "
-               f"{result['speedup_vs_fp32']:.2f}x the fp32 speed ({'ok' if ok else 'MISMATCH'})")
+    others = [f"{name} {r['top1_agreement_vs_fp32']:.0%}, {r['speedup_vs_fp32']:.2f}x"
+              for name, r in result.get("by_backend", {}).items() if name != result.get("backend")]
+    click.echo(f"{spec.name}: {_comparison_text({'precision': spec.precision, **result})}"
+               + (f"; also {'; '.join(others)}" if others else "") + f" ({'ok' if ok else 'MISMATCH'})")
     return 0 if ok else 1
 
 

@@ -44,6 +44,9 @@ class ModelRef:
     batch_size: int
     event_log: str | None = None  # JSON-lines file that records model loads (tests, operations)
     version: str = "1"  # the catalog version this file is (lineage: predict_NAME_detail, the audit line)
+    backend: str = "onnxruntime"  # "onnxruntime" | "openvino" | "auto" (timed on first load, see choose_backend)
+    precision: str = "fp32"  # what the entry asks the runtime to compute in (fp32 | bf16 | int8 | fp16)
+    sample_shape: tuple | None = None  # one input row's shape and dtype name, for auto's timed run
 
 
 def file_sha256(path: str) -> str:
@@ -122,14 +125,84 @@ def _load(ref: ModelRef, threads: int) -> backends.LoadedModel:
     if hashlib.sha256(blob).hexdigest() != ref.sha256:
         raise ModelUnavailableError(f"model '{ref.name}': {ref.path} changed since the catalog was registered "
                                     "(sha256 differs); register the catalog again")
-    backend = backends.get()
-    _check_device(ref, backend)
-    model = backend.open(blob, threads, ref.device, _task_gpu())
+    model, backend, choice = _open(ref, blob, threads)
+    if choice:
+        logging.getLogger("sql_dl").info("model '%s': backend auto chose %s (ms per batch of %d: %s)", ref.name,
+                                         model.backend, ref.batch_size, choice["auto_ms_per_batch"])
     _check_cuda_started(ref, backend, model)
+    _check_precision(ref, model)
     _log_event(ref, {"event": "load", "version": ref.version, "sha256": ref.sha256, "threads": threads, "path": path,
-                     "backend": model.backend, "device": model.device,
+                     "backend": model.backend, "device": model.device, "precision": model.precision,
+                     "requested": {"backend": ref.backend, "precision": ref.precision}, **choice,
                      "seconds": round(time.perf_counter() - started, 4)})
     return model
+
+
+def _open(ref: ModelRef, blob: bytes, threads: int) -> tuple[backends.LoadedModel, backends.Backend, dict]:
+    """Open with the entry's backend; ``auto`` times every installed one that can run the entry and keeps the
+    fastest. Returns the model, its backend, and what auto measured (for the event log)."""
+    name = ref.backend
+    if ref.precision == "bf16" and name == "auto":
+        name = "openvino"  # the only backend with bf16: auto has nothing to choose from
+    if name == "openvino" and not backends.BACKENDS["openvino"].installed():
+        raise ModelUnavailableError(f"model '{ref.name}': backend openvino is asked for, but openvino is not "
+                                    "installed on this executor (pip install 'sql-dl[openvino]', or set backend: auto)")
+    if name != "auto":
+        backend = backends.get(name)
+        _check_device(ref, backend)
+        return backend.open(blob, threads, ref.device, _task_gpu(), ref.precision), backend, {}
+    candidates = [backends.BACKENDS[n] for n in backends.installed()
+                  if not (n == "openvino" and (ref.device == "cuda" or ref.precision == "fp16"))]
+    if len(candidates) == 1 or (ref.device != "cpu" and _task_gpu() is not None):
+        if not backends.BACKENDS["openvino"].installed():
+            _warn_once(f"backend auto: openvino is not installed on this executor; model '{ref.name}' runs on "
+                       "onnxruntime (pip install 'sql-dl[openvino]' to let auto choose)")
+        backend = backends.get(backends.DEFAULT)
+        _check_device(ref, backend)
+        return backend.open(blob, threads, ref.device, _task_gpu(), ref.precision), backend, {}
+    opened = [(backend, backend.open(blob, threads, "cpu", None, ref.precision)) for backend in candidates]
+    timings = choose_backend(opened, ref.sample_shape, ref.batch_size)
+    # the first (the default, onnxruntime) stays unless another is clearly faster: a shared host moves timings
+    # by several per cent, and auto must never be slower than the default
+    best = min(range(len(opened)), key=lambda i: timings[i] / (1.0 if i == 0 else AUTO_MARGIN))
+    backend, model = opened[best]
+    return model, backend, {"auto_ms_per_batch": {b.name: round(t * 1000, 2) for (b, _), t in zip(opened, timings)}}
+
+AUTO_MARGIN = 0.95  # auto picks a non-default backend only when its batch takes under 95% of the default's
+AUTO_ROUNDS = 3
+
+
+def choose_backend(opened: list, sample_shape: tuple | None, batch_size: int) -> list[float]:
+    """Median seconds per batch of each opened model on a random batch of the entry's own input shape, the
+    backends interleaved round by round so host drift hits all alike. Models whose input shape is not known
+    get +inf except the first (the default is kept)."""
+    first = opened[0][1].inputs[0]
+    if sample_shape is not None:
+        shape, dtype = (batch_size, *sample_shape[0]), sample_shape[1]
+    else:
+        shape, dtype = (batch_size, *first.shape[1:]), first.dtype
+    if any(not isinstance(d, int) for d in shape):
+        return [0.0] + [float("inf")] * (len(opened) - 1)
+    rng = np.random.default_rng(0)
+    batch = (rng.integers(0, 256, shape).astype(dtype) if dtype == "uint8"
+             else rng.standard_normal(shape).astype(dtype))
+    runs: list[list[float]] = [[] for _ in opened]
+    for round_ in range(AUTO_ROUNDS + 1):  # round 0 warms up (first-run allocations, lazy compilation)
+        for i, (_, model) in enumerate(opened):
+            feeds = {model.inputs[0].name: batch}
+            started = time.perf_counter()
+            model.run([model.outputs[0].name], feeds)
+            if round_:
+                runs[i].append(time.perf_counter() - started)
+    return [sorted(r)[len(r) // 2] for r in runs]
+
+
+def _check_precision(ref: ModelRef, model: backends.LoadedModel) -> None:
+    """A runtime may compute in another precision than asked (OpenVINO runs bf16 as fp32 on CPUs without
+    AMX/AVX512_BF16): say so once; the event log records what ran."""
+    if ref.precision == "bf16" and model.precision != "bf16":
+        _warn_once(f"model '{ref.name}': precision bf16 is not native on this CPU (no AMX or AVX512_BF16); "
+                   f"{model.backend} computes in {model.precision}")
 
 
 def _check_cuda_started(ref: ModelRef, backend: backends.Backend, model: backends.LoadedModel) -> None:
@@ -160,7 +233,7 @@ def _freeze_heap() -> None:
 def get_model(ref: ModelRef) -> backends.LoadedModel:
     """The cached model for this entry in this worker, loading it on first use."""
     threads = task_threads()
-    key = (ref.sha256, threads, ref.device, _task_gpu())
+    key = (ref.sha256, threads, ref.device, _task_gpu(), ref.backend, ref.precision)
     with _lock:  # one load at a time: two tasks in a worker must not both load the same model
         model = _models.get(key)
         if model is None:

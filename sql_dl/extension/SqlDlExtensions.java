@@ -74,7 +74,7 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
     public Object apply(Object extensions) {
         SparkConf conf = SparkContext.getOrCreate().getConf();
         String[] settings = {conf.get("spark.sqldl.eventLog", ""), conf.get("spark.sqldl.onError", ""),
-                             conf.get("spark.sqldl.modelDirs", "")};
+                             conf.get("spark.sqldl.modelDirs", ""), conf.get("spark.sqldl.backend", "")};
         Store store = store(conf, conf.get("spark.sqldl.catalog", "models.yaml"), null, settings, python(conf));
         SparkSessionExtensions ext = (SparkSessionExtensions) extensions;
         if (store.state != null) {
@@ -96,9 +96,10 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
      * ``session``, and keep the default.sql_dl_models view in step with them. Returns "" or the error line.
      */
     public static String install(SparkSession session, String catalog, String recordsFile, String eventLog,
-                                 String onError, String modelDirs, String python) {
+                                 String onError, String modelDirs, String backend, String python) {
         SparkConf conf = session.sparkContext().getConf();
-        Store store = store(conf, catalog, recordsFile, new String[] {eventLog, onError, modelDirs}, python);
+        Store store = store(conf, catalog, recordsFile, new String[] {eventLog, onError, modelDirs, backend},
+                            python);
         if (store.state == null) return store.lastError;
         store.viewSession = new WeakReference(session);
         store.track(session);
@@ -131,8 +132,9 @@ public class SqlDlExtensions extends scala.runtime.AbstractFunction1 {
     }
 
     /**
-     * The Store for ``catalog`` prepared with ``settings`` (event log, onError, model directories: what the
-     * preparing Python is given), made on first use: from ``recordsFile``, or by running ``python``'s preparer.
+     * The Store for ``catalog`` prepared with ``settings`` (event log, onError, model directories, backend:
+     * what the preparing Python is given), made on first use: from ``recordsFile``, or by running ``python``'s
+     * preparer.
      */
     static synchronized Store store(SparkConf conf, String catalog, String recordsFile, String[] settings,
                                     String python) {

@@ -27,8 +27,16 @@ def note(spec: ModelSpec, info: ModelInfo) -> str:
     lines = [f"model: {spec.name}", f"version: {spec.version}{aliases}", f"input: {spec.input.describe()}", f"labels: {labels} ({classes} classes)",
              f"source: {', '.join(f'{k}={v}' for k, v in spec.source.items()) or 'an ONNX file'}"
              + (" -- exported with RANDOM weights: its answers mean nothing" if info.random_weights else ""),
-             f"onnx: {spec.onnx}", f"sha256: {info.sha256}", f"device: {spec.device}, batch size {spec.batch_size}"]
+             f"onnx: {spec.onnx}", f"sha256: {info.sha256}", f"device: {spec.device}, batch size {spec.batch_size}",
+             f"backend: {_backend_text(info.backend or spec.backend)}, precision {spec.precision}"]
     return "\n" + "".join(f"    {line}\n" for line in lines) + "  "
+
+
+def _backend_text(backend: str) -> str:
+    if backend != "auto":
+        return backend
+    return ("auto (each executor times the installed runtimes on this input at first load and keeps the faster; "
+            "the event log records the choice)")
 
 
 def description(kind: Kind, spec: ModelSpec | None = None, info: ModelInfo | None = None) -> dict:

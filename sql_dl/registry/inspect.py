@@ -24,6 +24,7 @@ class ModelInfo:
     classes: int | None
     feature_size: int | None
     random_weights: bool = False  # exported with --weights random: a test model whose answers mean nothing
+    backend: str | None = None  # the runtime executors are told to use (the session's spark.sqldl.backend or the entry's)
 
 
 def export_record(spec: ModelSpec) -> dict:

@@ -50,9 +50,9 @@ class JvmFunctions:
         return cls.getMethod(method, types).invoke(None, values)
 
     def install(self, session, catalog: str, records: str, settings: tuple) -> str:
-        """Install the records into ``session``; ``settings`` (event log, onError, model directories) are what
-        a reload prepares them with again, with this interpreter. "" or the one line saying what could not
-        be done."""
+        """Install the records into ``session``; ``settings`` (event log, onError, model directories, backend)
+        are what a reload prepares them with again, with this interpreter. "" or the one line saying what could
+        not be done."""
         return self._call("install", session, catalog, records, *(value or "" for value in settings),
                           sys.executable) or ""
 

@@ -29,7 +29,8 @@ from .inspect import ModelInfo, missing_warning, random_weights_warning
 from .jvm_functions import jvm_functions
 from .records import write_records
 from .shipping import ship_file
-from .tasks import ON_ERROR_CONF, Prepared, Settings, check_on_error, make_task, prepare_versions
+from .tasks import (BACKEND_CONF, ON_ERROR_CONF, Prepared, Settings, check_backend, check_on_error, make_task,
+                    prepare_versions)
 
 log = logging.getLogger("sql_dl")
 EVENT_LOG_CONF = "spark.sqldl.eventLog"
@@ -61,7 +62,7 @@ def is_builtin(spark: SparkSession, name: str) -> bool:
 
 def session_settings(spark: SparkSession) -> Settings:
     return Settings(spark.conf.get(EVENT_LOG_CONF, None) or None, session_on_error(spark),
-                    spark.conf.get(MODEL_DIRS_CONF, None) or None)
+                    spark.conf.get(MODEL_DIRS_CONF, None) or None, check_backend(spark.conf.get(BACKEND_CONF, None)))
 
 
 def prepare_task(spark: SparkSession, spec: ModelSpec, decoder: Callable | None = None) -> tuple[ModelInfo, Task]:
@@ -104,7 +105,8 @@ def register_catalog(spark: SparkSession, path: str | Path | Catalog = "models.y
         records = Path(folder) / "records.txt"
         write_records(catalog, prepared, records, error_entries=earlier, warnings=False)
         problem = jvm_functions(spark).install(spark._jsparkSession, str(catalog.path), str(records),
-                                               (settings.event_log, settings.on_error, settings.model_dirs))
+                                               (settings.event_log, settings.on_error, settings.model_dirs,
+                                                settings.backend))
     if problem:
         _warn_once(problem)
     _warn_missing(result)

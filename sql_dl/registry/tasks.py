@@ -6,10 +6,11 @@ UDFs carry; :func:`prepare_versions` does it for every version of a catalog. Bot
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from ..catalog import ON_ERROR
+from ..catalog import BACKEND_CHOICES, ON_ERROR
 from ..errors import CatalogError
 from ..executor import runtime
 from ..executor.outputs import load_labels
@@ -19,6 +20,7 @@ from .hooks import load_decoder
 from .inspect import ModelInfo, inspect_model, missing_message
 
 ON_ERROR_CONF = "spark.sqldl.onError"  # null|fail for every entry of this session, over the catalog's choice
+BACKEND_CONF = "spark.sqldl.backend"  # onnxruntime|openvino|auto for every entry of this session
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Settings:
     event_log: str | None = None  # spark.sqldl.eventLog
     on_error: str | None = None  # spark.sqldl.onError: null|fail for every entry, over the catalog's choice
     model_dirs: str | None = None  # spark.sqldl.modelDirs
+    backend: str | None = None  # spark.sqldl.backend: the runtime for every entry, over the catalog's choice
 
 
 def make_task(spec: ModelSpec, settings: Settings, decoder: Callable | None = None) -> tuple[ModelInfo, Task]:
@@ -36,10 +39,33 @@ def make_task(spec: ModelSpec, settings: Settings, decoder: Callable | None = No
     info = inspect_model(spec)
     if decoder is None and spec.input.decoder:
         decoder = load_decoder(spec.input.decoder, spec.where())
+    h, w = spec.input.size
+    sample = ((3, h, w) if spec.input.layout == "nchw" else (h, w, 3), spec.input.dtype)
     ref = runtime.ModelRef(spec.name, str(spec.onnx), info.sha256, spec.device, spec.batch_size, settings.event_log,
-                           spec.version)
+                           spec.version, backend_for(spec, settings.backend), spec.precision, sample)
     on_error = check_on_error(settings.on_error) or spec.on_error
+    info = dataclasses.replace(info, backend=ref.backend)
     return info, Task(ref, spec.input, spec.outputs, load_labels(spec.labels), decoder, on_error)
+
+
+def check_backend(value: str | None) -> str | None:
+    value = (value or "").strip().lower() or None
+    if value is not None and value not in BACKEND_CHOICES:
+        raise CatalogError(f"{BACKEND_CONF} must be one of {'|'.join(BACKEND_CHOICES)}, got {value!r}")
+    return value
+
+
+def backend_for(spec: ModelSpec, session: str | None) -> str:
+    """The session's backend (spark.sqldl.backend) over the entry's; bf16 entries keep OpenVINO (the only
+    runtime with bf16) and fp16 / CUDA entries keep ONNX Runtime."""
+    backend = check_backend(session) or spec.backend
+    if spec.precision == "bf16" and backend == "onnxruntime":
+        raise CatalogError(f"{spec.where()}: precision bf16 runs on OpenVINO only, but {BACKEND_CONF} is "
+                           "onnxruntime: set it to openvino or auto, or unset it")
+    if backend == "openvino" and (spec.device == "cuda" or spec.precision == "fp16"):
+        raise CatalogError(f"{spec.where()}: backend openvino runs on the CPU; device cuda / precision fp16 need "
+                           "onnxruntime")
+    return backend
 
 
 def check_on_error(value: str | None) -> str | None:

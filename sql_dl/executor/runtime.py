@@ -168,6 +168,7 @@ def _open(ref: ModelRef, blob: bytes, threads: int) -> tuple[backends.LoadedMode
     backend, model = opened[best]
     return model, backend, {"auto_ms_per_batch": {b.name: round(t * 1000, 2) for (b, _), t in zip(opened, timings)}}
 
+
 AUTO_MARGIN = 0.95  # auto picks a non-default backend only when its batch takes under 95% of the default's
 AUTO_ROUNDS = 3
 

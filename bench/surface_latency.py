@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/surface_latency.py [--repeats 10]
 
-Surfaces: a session sql-dl builds (functions registered from Python), a new session of the same JVM (the
+Surfaces: a session sql-dl builds (register_catalog), a new session of the same JVM (the
 extension's functions), pyspark's stock bin/spark-sql shell configured by `sql-dl extension`, a
 multi-session `sql-dl serve` reached by PyHive (a new connection, a new Spark session), and `sql-dl serve
 --connect` reached by a pyspark Spark Connect client. The query is EfficientNet-Lite0's top-1 label of one

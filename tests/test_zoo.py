@@ -18,7 +18,8 @@ from sql_dl.build.zoo import entry  # noqa: E402
 
 FEATURES = {"efficientnet_lite0": 1280, "inception": 2048, "xception": 2048, "resnet50": 2048, "vgg16": 4096,
             "vgg19": 4096, "resnet18": 512, "mobilenet_v3_large": 1280, "efficientnet_b0": 1280,
-            "convnext_tiny": 768, "vit_b_16": 768, "efficientnet_lite0_int8": 1280}
+            "convnext_tiny": 768, "vit_b_16": 768, "efficientnet_lite0_int8": 1280,
+            "efficientnet_lite0_int8_nncf": 1280, "efficientnet_lite0_bf16": 1280}
 SPECS = list(load_catalog(CATALOG))
 
 

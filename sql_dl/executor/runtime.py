@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -128,6 +129,7 @@ def _load(ref: ModelRef, threads: int) -> backends.LoadedModel:
     _check_cuda_started(ref, backend, model)
     _log_event(ref, {"event": "load", "version": ref.version, "sha256": ref.sha256, "threads": threads, "path": path,
                      "backend": model.backend, "device": model.device,
+                     "python": sys.executable,  # which environment the executor runs (a shipped one on clusters)
                      "seconds": round(time.perf_counter() - started, 4)})
     return model
 

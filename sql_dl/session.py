@@ -88,7 +88,7 @@ def spark_settings(extra: dict | None = None) -> dict:
         java = f"-Dlog4j2.configurationFile={log4j.as_uri()} -Dsql_dl.log.dir={log_dir()}"
         for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
             settings[key] = f"{settings[key]} {java}" if settings.get(key) else java  # keep the conf file's flags
-    settings["spark.pyspark.python"] = sys.executable
+    settings.setdefault("spark.pyspark.python", sys.executable)  # a conf file may name the workers' Python
     # sql-dl's JVM half (the functions' builders, reloads, the audit line) on the driver's class path
     settings["spark.driver.extraClassPath"] = os.pathsep.join(
         filter(None, [settings.get("spark.driver.extraClassPath"), str(extension_classes())]))

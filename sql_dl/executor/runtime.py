@@ -119,7 +119,11 @@ def _load(ref: ModelRef, threads: int) -> backends.LoadedModel:
         with open(path, "rb") as handle:
             blob = handle.read()
     except FileNotFoundError:
-        raise ModelUnavailableError(f"model '{ref.name}': {path} is not on this executor") from None
+        raise ModelUnavailableError(
+            f"model '{ref.name}': {path} is not on this executor and Spark shipped no copy named "
+            f"{shipped_name(ref.sha256)}: register the catalog in the session that runs the query "
+            "(build_session, register_catalog or the extension ship every present model), or put the file at "
+            "that path on every worker") from None
     if hashlib.sha256(blob).hexdigest() != ref.sha256:
         raise ModelUnavailableError(f"model '{ref.name}': {ref.path} changed since the catalog was registered "
                                     "(sha256 differs); register the catalog again")

@@ -3,7 +3,7 @@
 Prints, side by side: EfficientNet-Lite0 throughput over the same JPEG corpus in ``local[2]`` and on the 2-worker
 standalone cluster (1 core each, executors running the packed environment); the first query's cost of shipping
 that environment (the first query of a fresh cluster session with the packed environment against one whose
-executors run the driver's Python, and the archive's size); the executors' resident memory (executor JVMs and
+executors run the driver's Python, both after a warm-up application, and the archive's size); the executors' resident memory (executor JVMs and
 their Python workers) after the runs. Each session runs in its own process (one SparkContext per process).
 
     .venv/bin/python bench/cluster.py [--images 1024] [--repeats 2]
@@ -102,15 +102,17 @@ def main() -> None:
     report = {"local[2]": run_child("local[2]", folder, photos, args.images, args.repeats, "")}
     running = cluster.start(ROOT / "bench-out" / "cluster", workers=2)
     try:
-        report["standalone, driver's Python"] = run_child(running.url, folder, photos, args.images, 0, "")
-        pids = [running.master_pid] + [w["pid"] for w in running.workers]
+        # the cluster's first application warms its JVMs and the page cache: not counted
+        run_child(running.url, folder, photos, args.images, 0, "")
         report["standalone, packed env"] = run_child(running.url, folder, photos, args.images, args.repeats,
                                                      str(archive))
+        report["standalone, driver's Python"] = run_child(running.url, folder, photos, args.images, 0, "")
         # after the application ends its executors are gone: measure a live one instead, started for this
         report["standalone, packed env"]["executor_rss_mib"] = live_executor_rss(cluster, running, photos, archive)
     finally:
         cluster.stop(running)
-    print(f"CPU: {cpu}, {os.cpu_count()} cores; {args.images} JPEGs (bench/corpus.py), EfficientNet-Lite0")
+    print(f"CPU: {cpu}, {os.cpu_count()} cores; {args.images} JPEGs (bench/corpus.py), EfficientNet-Lite0; "
+          f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"packed environment: {archive.stat().st_size / 1e6:.0f} MB ({archive.name}, venv-pack)")
     for name, result in report.items():
         print(f"{name:30s} {json.dumps(result)}")

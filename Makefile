@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 MODELS := models/efficientnet_lite0.onnx models/efficientnet_lite0.int8.onnx
 PHOTOS := data/photos
 
-.PHONY: demo test bench docs gpu install java models photos clean
+.PHONY: demo test bench docs gpu install java models photos clean cluster-env cluster-up cluster-down cluster-bench
 
 demo: install $(MODELS) photos
 	$(BIN)/sql-dl demo --photos $(PHOTOS)
 
-test: install $(MODELS)
+test: install $(MODELS) cluster-env
 	$(BIN)/python -m pytest -q tests
 
 # Throughput against the ONNX Runtime ceiling, predict_batch_udf and a row UDF (README "Performance").
@@ -53,5 +53,24 @@ models/efficientnet_lite0.int8.onnx: $(STAMP) sql_dl/build/export.py sql_dl/buil
 photos: $(STAMP)
 	$(BIN)/python -c "from sql_dl.samples.photos import make_photo_dir; make_photo_dir('$(PHOTOS)')"
 
+# A Spark standalone cluster on loopback (Spark's own Master and two 1-core Workers, docs/cluster.md) and the
+# packed Python environment its executors run: sql-dl's executor dependencies only, shipped by spark.archives.
+CLUSTER_ENV := build/cluster/executor-env.tar.gz
+
+cluster-env: $(CLUSTER_ENV)
+
+$(CLUSTER_ENV): $(STAMP) constraints.txt setup.cfg $(shell find sql_dl -name "*.py" -o -name "*.txt") scripts/cluster.py
+	$(BIN)/python scripts/cluster.py env --venv-pack $(BIN)/venv-pack
+
+cluster-up: install $(CLUSTER_ENV)
+	$(BIN)/python scripts/cluster.py up
+
+cluster-down:
+	$(BIN)/python scripts/cluster.py down
+
+# Throughput on the 2-worker cluster against local[2], the first query's cost of shipping the environment, RSS.
+cluster-bench: install $(MODELS) $(CLUSTER_ENV)
+	$(BIN)/python bench/cluster.py
+
 clean:
-	rm -rf models data logs .pytest_cache
+	rm -rf models data logs .pytest_cache build

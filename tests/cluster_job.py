@@ -1,38 +1,49 @@
-"""Run by tests/test_cluster.py in its own process: the SQL path on a real multi-process cluster
-(local-cluster: separate executor JVMs and Python workers). Writes the application id to ``app_file`` as
-soon as the session exists (the test kills only that application's executors), then prints one JSON object
-per result row."""
+"""Run by tests/test_cluster.py in its own process: the driver of a standalone cluster whose executors run the
+packed environment (``SQL_DL_EXECUTOR_ENV``). Writes the application id to ``app_file`` once the session exists,
+prints one JSON object per result row of the first query, waits for ``go_file`` (the test kills and restarts a
+worker meanwhile), then answers the same query from a new session (the extension's path) and prints those rows."""
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from sql_dl import build_session
 from sql_dl.extension import extension_settings
 
+QUERY = ("SELECT regexp_extract(path, '[^/]+$', 0) AS file, {call} AS label FROM binaryFile.`{folder}/*.jpg`")
 
-def main(folder: str, event_log: str, app_file: str) -> None:
-    spark = build_session(master="local-cluster[2,1,1024]", conf={
+
+def main(master: str, folder: str, event_log: str, app_file: str, go_file: str) -> None:
+    spark = build_session(master=master, conf={
         "spark.sqldl.eventLog": event_log,
         "spark.sql.files.maxPartitionBytes": "200000",  # many small partitions: tasks to lose and re-run
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "4",  # several batches a task: a kill lands mid-task
         "spark.task.maxFailures": "4",
         "spark.executor.memory": "1g",
         **extension_settings("models.yaml"),  # new sessions get the functions through the extension
     })
     Path(app_file).write_text(spark.sparkContext.applicationId)
-    rows = spark.sql(f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, predict_efficientnet_lite0(content) AS label "
-                     f"FROM binaryFile.`{folder}/*.jpg`").collect()
+    started = time.monotonic()
+    rows = spark.sql(QUERY.format(call="predict_efficientnet_lite0(content)", folder=folder)).collect()
+    print(json.dumps({"seconds": round(time.monotonic() - started, 2), "query": 1}), flush=True)
     for row in rows:
-        print(json.dumps(row.asDict()), flush=True)
-    # the extension's path: a new session, the same function built in the JVM, the model shipped by hash
-    other = spark.newSession().sql(f"SELECT regexp_extract(path, '[^/]+$', 0) AS file, "
-                                   f"predict_efficientnet_lite0_topk(content, 1)[0].label AS label "
-                                   f"FROM binaryFile.`{folder}/*.jpg`").collect()
+        print(json.dumps({**row.asDict(), "query": 1}), flush=True)
+    deadline = time.monotonic() + 240
+    while not Path(go_file).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = time.monotonic()
+    session = spark.newSession()
+    # ~20 files a task, 4 rows a batch: the test kills a Python worker in the middle of a task
+    session.conf.set("spark.sql.files.maxPartitionBytes", str(24 << 20))  # each file counts 1 MB more (openCost)
+    other = session.sql(QUERY.format(call="predict_efficientnet_lite0_topk(content, 1)[0].label",
+                                                folder=folder)).collect()
+    print(json.dumps({"seconds": round(time.monotonic() - started, 2), "query": 2}), flush=True)
     for row in other:
-        print(json.dumps({**row.asDict(), "session": "new"}), flush=True)
+        print(json.dumps({**row.asDict(), "query": 2}), flush=True)
     spark.stop()
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:6])

@@ -18,7 +18,9 @@ from .shell import FORMATS, interactive, run_script, write_rows
 
 CATALOG = click.option("--catalog", default="models.yaml", show_default=True, type=click.Path(dir_okay=False),
                        help="The model catalog (YAML).")
-MASTER = click.option("--master", default=None, help="Spark master URL (default: local[*]).")
+MASTER = click.option("--master", default=None,
+                      help="Spark master URL (default: local[*]). Executors run the driver's Python unless "
+                           "SQL_DL_EXECUTOR_ENV names a packed environment (make cluster-env; docs/cluster.md).")
 
 
 def _quiet_logging() -> None:
@@ -242,8 +244,11 @@ def serve_command(host: str, port: int | None, init: str | None, single_session:
 @main.command("extension")
 @click.option("--defaults/--no-defaults", default=True, show_default=True,
               help="Also print sql-dl's tuned Spark settings (Arrow batch size, worker reuse, file packing).")
+@click.option("--executor-env", default=None, envvar="SQL_DL_EXECUTOR_ENV", type=click.Path(dir_okay=False),
+              help="A packed environment (make cluster-env) for executors that lack sql-dl: adds spark.archives "
+                   "and the executor and driver Python settings. Default: $SQL_DL_EXECUTOR_ENV.")
 @CATALOG
-def extension_command(defaults: bool, catalog: str) -> None:
+def extension_command(defaults: bool, executor_env: str | None, catalog: str) -> None:
     """Print spark-defaults.conf lines that put the catalog's functions into every Spark session of a stock
     Spark tool (bin/spark-sql, a Thrift server, a Spark Connect server, spark-submit).
 
@@ -255,6 +260,10 @@ def extension_command(defaults: bool, catalog: str) -> None:
     load_catalog(catalog)  # a bad catalog is one line here, not at the tool's start-up
     settings = {**(read_spark_defaults(PACKAGE_CONF / "spark-defaults.conf") if defaults else {}),
                 **extension_settings(catalog), "spark.pyspark.python": sys.executable}
+    if executor_env:
+        from ..session import executor_env_settings
+
+        settings.update(executor_env_settings(executor_env))
     for key, value in settings.items():
         click.echo(f"{key} {value}")
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -121,7 +122,11 @@ def _load(ref: ModelRef, threads: int) -> backends.LoadedModel:
         with open(path, "rb") as handle:
             blob = handle.read()
     except FileNotFoundError:
-        raise ModelUnavailableError(f"model '{ref.name}': {path} is not on this executor") from None
+        raise ModelUnavailableError(
+            f"model '{ref.name}': {path} is not on this executor and Spark shipped no copy named "
+            f"{shipped_name(ref.sha256)}: register the catalog in the session that runs the query "
+            "(build_session, register_catalog or the extension ship every present model), or put the file at "
+            "that path on every worker") from None
     if hashlib.sha256(blob).hexdigest() != ref.sha256:
         raise ModelUnavailableError(f"model '{ref.name}': {ref.path} changed since the catalog was registered "
                                     "(sha256 differs); register the catalog again")
@@ -134,6 +139,7 @@ def _load(ref: ModelRef, threads: int) -> backends.LoadedModel:
     _log_event(ref, {"event": "load", "version": ref.version, "sha256": ref.sha256, "threads": threads, "path": path,
                      "backend": model.backend, "device": model.device, "precision": model.precision,
                      "requested": {"backend": ref.backend, "precision": ref.precision}, **choice,
+                     "python": sys.executable,  # which environment the executor runs (a shipped one on clusters)
                      "seconds": round(time.perf_counter() - started, 4)})
     return model
 

@@ -39,7 +39,7 @@ def stage_file(onnx: Path, sha256: str) -> Path:
 def ship_file(spark: SparkSession, onnx: Path, sha256: str) -> None:
     """Send the ONNX file whose sha256 is known to every executor of ``spark``'s context."""
     target = stage_file(onnx, sha256)
-    key = (id(spark.sparkContext), sha256)
+    key = (spark.sparkContext.applicationId, sha256)  # not id(): a later context may reuse a stopped one's id
     if key not in _shipped:
         spark.sparkContext.addFile(str(target))
         _shipped.add(key)

@@ -15,6 +15,13 @@ from sql_dl.extension import extension_settings
 QUERY = ("SELECT regexp_extract(path, '[^/]+$', 0) AS file, {call} AS label FROM binaryFile.`{folder}/*.jpg`")
 
 
+def wait_for_executors(spark, count: int, seconds: float) -> None:
+    tracker = spark.sparkContext._jsc.sc().statusTracker()
+    deadline = time.monotonic() + seconds
+    while len(tracker.getExecutorInfos()) - 1 < count and time.monotonic() < deadline:  # the driver counts too
+        time.sleep(0.2)
+
+
 def main(master: str, folder: str, event_log: str, app_file: str, go_file: str) -> None:
     spark = build_session(master=master, conf={
         "spark.sqldl.eventLog": event_log,
@@ -33,6 +40,7 @@ def main(master: str, folder: str, event_log: str, app_file: str, go_file: str) 
     deadline = time.monotonic() + 240
     while not Path(go_file).exists() and time.monotonic() < deadline:
         time.sleep(0.2)
+    wait_for_executors(spark, 2, seconds=120)  # the restarted worker's executor registers with this driver
     started = time.monotonic()
     session = spark.newSession()
     # ~20 files a task, 4 rows a batch: the test kills a Python worker in the middle of a task

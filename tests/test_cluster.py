@@ -149,6 +149,54 @@ def test_standalone_cluster_answers_survives_a_worker_kill_and_uses_it_again(sta
     assert restarted - first_round, "the restarted worker's new executor ran tasks of the next query"
 
 
+SUBMITTED_JOB = """import json, sys
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.getOrCreate()  # a stock session: the functions come from the extension
+for row in spark.sql(sys.argv[1]).collect():
+    print(json.dumps(row.asDict()))
+"""
+
+
+def test_shell_server_and_spark_submit_answer_on_the_cluster(standalone, spark, photo_dir, tmp_path, monkeypatch):
+    """`sql-dl sql --master spark://`, `sql-dl serve --master spark://` with a PyHive client, and a stock
+    spark-submit job with the extension's settings: the labels of local mode, from executors on the packed
+    environment."""
+    from test_server import PREDICT, SQL_DL, SPARK_HOME, Server
+
+    running, archive = standalone
+    query = PREDICT.replace("FROM photos", f"FROM binaryFile.`{photo_dir}/*.jpg`")
+    expected = {r.file: r.label for r in spark.sql(query).collect()}
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    monkeypatch.setenv("SQL_DL_EXECUTOR_ENV", str(archive))
+    monkeypatch.setenv("SQL_DL_LOG_DIR", str(tmp_path / "logs"))
+
+    shell = subprocess.run([SQL_DL, "sql", "--master", running.url, "--format", "json", "--no-progress", "-e", query],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert shell.returncode == 0, shell.stderr[-2000:]
+    assert {r["file"]: r["label"] for r in map(json.loads, shell.stdout.splitlines())} == expected
+
+    settings = subprocess.run([SQL_DL, "extension", "--executor-env", str(archive)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120, check=True).stdout
+    (tmp_path / "cluster.conf").write_text(settings)
+    (tmp_path / "job.py").write_text(SUBMITTED_JOB)
+    submitted = subprocess.run([str(SPARK_HOME / "bin" / "spark-submit"), "--master", running.url,
+                                "--properties-file", str(tmp_path / "cluster.conf"), str(tmp_path / "job.py"), query],
+                               capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                               env={**os.environ, "SPARK_HOME": str(SPARK_HOME)})
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    rows = [json.loads(line) for line in submitted.stdout.splitlines() if line.startswith("{")]
+    assert {r["file"]: r["label"] for r in rows} == expected
+
+    server = Server(tmp_path, photo_dir, "--master", running.url)
+    try:
+        assert server.ready == f"listening on 127.0.0.1:{server.port}", server.errors()
+        cursor = server.cursor()
+        cursor.execute(PREDICT)
+        assert dict(cursor.fetchall()) == expected
+    finally:
+        server.stop()
+
+
 def test_executors_without_python_give_one_line_with_cause_and_fix(standalone, photo_dir, tmp_path):
     """The shell on a cluster whose workers lack the interpreter it names: the cause and the fix, one line."""
     running, _ = standalone

@@ -103,8 +103,10 @@ def test_standalone_cluster_answers_survives_a_worker_kill_and_uses_it_again(sta
                                               "SQL_DL_EXECUTOR_ENV": str(archive)})
     job_failed = lambda: err_file.read_text()[-2000:]  # noqa: E731
     try:
-        wait_for(lambda: app_file.is_file() and app_file.read_text(), job, 180, "application id", job_failed)
-        wait_for(lambda: any(e["event"] == "infer" for e in read_events(events)), job, 240, "inference", job_failed)
+        wait_for(lambda: app_file.is_file() and app_file.read_text(), job, 300, "application id", job_failed)
+        undisturbed = len(read_events(events))
+        wait_for(lambda: any(e["event"] == "infer" for e in read_events(events)[undisturbed:]), job, 240,
+                 "inference", job_failed)
         victim = running.workers[0]
         assert executors_under(victim["pid"]), "the worker runs an executor of the job"
         cluster.kill_tree(victim["pid"])  # the worker, its executor JVM and its Python workers: a lost machine
@@ -131,11 +133,13 @@ def test_standalone_cluster_answers_survives_a_worker_kill_and_uses_it_again(sta
     second = [r for r in rows if r.get("query") == 2 and "file" in r]
     assert len(first) == COPIES and len(second) == COPIES, "no row lost"
     assert all(r["label"] == expected[r["file"].split("-", 1)[1]] for r in first + second), "labels as local"
-    print(f"query with a worker killed: {timings[1]} s; after restart with a Python worker killed: {timings[2]} s")
+    print(f"{COPIES} photos: a worker killed {timings[1]} s (undisturbed {timings['0-1']} s); after its restart, "
+          f"a Python worker killed {timings[2]} s (undisturbed {timings['0-2']} s)")
 
     log = read_events(events)
-    infers, loads = [e for e in log if e["event"] == "infer"], [e for e in log if e["event"] == "load"]
-    assert any(e["attempt"] >= 1 for e in infers[:before] if "attempt" in e), "the lost worker's tasks re-ran"
+    loads = [e for e in log if e["event"] == "load"]
+    assert any(e.get("attempt", 0) >= 1 for e in log[undisturbed:before] if e["event"] == "infer"), \
+        "the lost worker's tasks re-ran"
     assert any(e["attempt"] >= 1 for e in log[before:] if e["event"] == "infer"), "the killed Python worker's task re-ran"
     worker_dirs = [w["dir"] for w in running.workers]
     for load in loads:

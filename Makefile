@@ -14,9 +14,12 @@ demo: install $(MODELS) photos
 test: install $(MODELS) cluster-env
 	$(BIN)/python -m pytest -q tests
 
-# Throughput against the ONNX Runtime ceiling, predict_batch_udf and a row UDF (README "Performance").
+# Throughput against the ONNX Runtime ceiling, predict_batch_udf and a row UDF (README "Performance"), then the
+# same in a session built with SparkSession.builder alone against sql-dl's own, beside a competent
+# predict_batch_udf that decodes inside its predict function.
 bench: install $(MODELS)
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/user_session.py
 
 # docs/cli.md from every command's real --help (tests/test_docs.py fails when it is stale).
 docs: install

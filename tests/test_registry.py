@@ -135,7 +135,8 @@ def test_random_weights_say_so_everywhere_and_warn_once(spark, tmp_path, tiny):
 
 def test_register_catalog_into_a_session_sql_dl_did_not_build(tmp_path, photo_dir):
     """A plain SparkSession (no sql-dl class on its class path): register_catalog loads sql-dl's JVM half by a
-    class loader of its own, and every function kind and the models table work."""
+    class loader of its own, every function kind and the models table work, and the session gets sql-dl's
+file-listing threshold (it had none of its own)."""
     import subprocess
     import sys
 
@@ -151,9 +152,12 @@ def test_register_catalog_into_a_session_sql_dl_did_not_build(tmp_path, photo_di
         "ml_predict_detail('efficientnet_lite0@default', content).version AS version "
         f"FROM binaryFile.`{photo_dir / 'coffee.jpg'}`\").collect()[0]\n"
         "models = spark.sql('SELECT count(*) FROM sql_dl_models').collect()[0][0]\n"
+        "print(spark.conf.get('spark.sql.sources.parallelPartitionDiscovery.threshold'))\n"
         "print(row.label, row.version, models)\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     from sql_dl.catalog import load_catalog
 
     assert result.stdout.split()[-3:] == ["espresso", "1", str(len(load_catalog(CATALOG).all_versions()))]
+    # the file-listing setting the speed of a folder of photos needs travels with the functions
+    assert result.stdout.split()[-4] == "10000"

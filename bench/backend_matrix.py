@@ -14,6 +14,7 @@ Writes bench-out/backend_matrix.json; `make bench` (bench/throughput.py) runs it
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -42,7 +43,7 @@ BASE = "efficientnet_lite0"
 
 def machine() -> dict:
     """CPU model, the precision-relevant flags, and what OpenVINO says the CPU computes in natively."""
-    model, flags = platform.processor() or "?", set()
+    model, flags, generation = platform.processor() or "?", set(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
@@ -50,8 +51,13 @@ def machine() -> dict:
                 model = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
+            elif key.strip() in ("cpu family", "model", "stepping"):
+                generation.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    if generation:  # a VM's model name may be just "AMD EPYC": family/model tell Zen 2 (23/49) from Zen 4 (25/17)
+        model += f" (family {generation.get('cpu family')}, model {generation.get('model')}, stepping " \
+                 f"{generation.get('stepping')})"
     record = {"cpu": model, "cores": os.cpu_count(), "flags": {f: f in flags for f in FLAGS},
               "installed_backends": backends.installed()}
     if backends.BACKENDS["openvino"].installed():
@@ -155,18 +161,22 @@ def run(spark, images: int, repeats: int, event_log: Path) -> dict:
             same = spark.sql(f"SELECT avg(CAST(predict_{fp32}(content) = predict_{spec.name}(content) AS DOUBLE)) "
                              f"FROM {source}").first()[0]
             result[f"{spec.name} sql"]["top1_agreement_vs_fp32"] = round(same, 4)
-    return {"images": len(files), "rows": result, "ran": _what_ran(event_log)}
+    return {"images": len(files), "rows": result, "ran": _what_ran(event_log, catalog)}
 
 
-def _what_ran(event_log: Path) -> dict:
-    """Entry -> the backends and precisions its Python workers loaded it with (auto's choice, bf16 -> fp32)."""
-    ran: dict = {}
+def _what_ran(event_log: Path, catalog) -> dict:
+    """Entry -> the backends and precisions its Python workers loaded it with (auto's choice, bf16 -> fp32).
+    Workers keep one loaded model per file and requested backend, whichever entry named it first (the
+    reference row's file is also the bench's own efficientnet_lite0): loads are matched by both, not by name."""
+    loaded: dict = {}
     if event_log.is_file():
         for line in event_log.read_text().splitlines():
             event = json.loads(line)
             if event.get("event") == "load":
-                ran.setdefault(event["model"], set()).add(f"{event['backend']} {event['precision']}")
-    return {name: sorted(values) for name, values in ran.items()}
+                key = (event["sha256"], event.get("requested", {}).get("backend"))
+                loaded.setdefault(key, set()).add(f"{event['backend']} {event['precision']}")
+    return {spec.name: sorted(loaded.get((hashlib.sha256(spec.onnx.read_bytes()).hexdigest(), spec.backend), []))
+            for spec in catalog}
 
 
 def print_report(report: dict) -> None:

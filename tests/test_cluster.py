@@ -119,7 +119,8 @@ def test_standalone_cluster_answers_survives_a_worker_kill_and_uses_it_again(sta
         go_file.touch()
         wait_for(lambda: any(e["event"] == "infer" for e in read_events(events)[before:]), job, 240,
                  "second query's inference", job_failed)
-        python_worker = next(e["pid"] for e in read_events(events)[before:] if e["event"] == "infer")
+        # the worker that answered last is the likeliest to be inside a task still
+        python_worker = [e["pid"] for e in read_events(events)[before:] if e["event"] == "infer"][-1]
         os.kill(python_worker, signal.SIGKILL)  # a Python worker inside an executor: its task is retried
         job.wait(timeout=300)
     finally:

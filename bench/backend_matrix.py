@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import multiprocessing
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from ceiling import concurrent_rate
 from corpus import OUT, image_folder
 
 from sql_dl.catalog import load_catalog
@@ -89,7 +89,7 @@ def bench_catalog(backend_rows: list[tuple[str, str]]) -> Path:
     return path
 
 
-def _share(backend: str, path: str, precision: str, share: np.ndarray, batch: int, barrier, results) -> None:
+def _share(backend: str, path: str, precision: str, batch: int, share: np.ndarray, barrier, results) -> None:
     model = backends.get(backend).open(path, threads=1, precision=precision)
     name = model.inputs[0].name
     model.run([model.outputs[0].name], {name: share[:batch]})  # warm-up
@@ -102,17 +102,7 @@ def _share(backend: str, path: str, precision: str, share: np.ndarray, batch: in
 
 def ceiling(backend: str, path: str, precision: str, tensor: np.ndarray, batch: int) -> float:
     """Images/s of one single-thread process per core, each running its share: the SQL path's configuration."""
-    cores = os.cpu_count() or 1
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(cores), context.Queue()
-    workers = [context.Process(target=_share, args=(backend, path, precision, share, batch, barrier, results))
-               for share in np.array_split(tensor, cores)]
-    for worker in workers:
-        worker.start()
-    slowest = max(results.get(timeout=600) for _ in workers)
-    for worker in workers:
-        worker.join()
-    return len(tensor) / slowest
+    return concurrent_rate(_share, (backend, path, precision, batch), tensor, os.cpu_count() or 1)
 
 
 def rows_for_this_machine() -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from sql_dl.specs import ModelSpec
 BATCHES = (1, 8, 32)
 
 
-def _share(path: str, share: np.ndarray, threads: int, batch: int, barrier, results) -> None:
+def _share(path: str, threads: int, batch: int, share: np.ndarray, barrier, results) -> None:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -27,18 +27,24 @@ def _share(path: str, share: np.ndarray, threads: int, batch: int, barrier, resu
     results.put(time.perf_counter() - started)
 
 
-def measure(path: str, tensor: np.ndarray, processes: int, threads: int, batch: int) -> float:
-    """Images/s of ``processes`` processes, each running its share of ``tensor`` concurrently."""
+def concurrent_rate(target, args: tuple, tensor: np.ndarray, processes: int) -> float:
+    """Images/s of ``processes`` spawned processes, each calling ``target(*args, share, barrier, results)`` on its
+    share of ``tensor``: they start timing together (the barrier) and the slowest one decides."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
-    shares = np.array_split(tensor, processes)
-    workers = [context.Process(target=_share, args=(path, s, threads, batch, barrier, results)) for s in shares]
+    workers = [context.Process(target=target, args=(*args, share, barrier, results))
+               for share in np.array_split(tensor, processes)]
     for worker in workers:
         worker.start()
     slowest = max(results.get(timeout=600) for _ in workers)
     for worker in workers:
         worker.join()
     return len(tensor) / slowest
+
+
+def measure(path: str, tensor: np.ndarray, processes: int, threads: int, batch: int) -> float:
+    """Images/s of ``processes`` processes, each running its share of ``tensor`` concurrently."""
+    return concurrent_rate(_share, (path, threads, batch), tensor, processes)
 
 
 def best_ceiling(spec: ModelSpec, tensor: np.ndarray, cores: int, images: int = 128) -> dict:

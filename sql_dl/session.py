@@ -25,8 +25,8 @@ from .errors import SqlDlError
 from .extension import extension_classes
 from .paths import data_dir, state_dir
 from .registry import MODEL_DIRS_CONF, Registered, register_catalog
+from .spark_conf import conf_dir, read_spark_defaults
 
-PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
 EXECUTOR_ENV_CONF = "spark.sqldl.executorEnv"
 EXECUTOR_PYTHON = "./env/bin/python"  # inside the archive Spark unpacks into each executor's folder as ``env``
 
@@ -41,23 +41,6 @@ def executor_env_settings(archive: str | Path) -> dict:
                          "(docs/cluster.md)")
     return {"spark.archives": f"{path}#env", "spark.pyspark.python": EXECUTOR_PYTHON,
             "spark.pyspark.driver.python": sys.executable}
-
-
-def conf_dir() -> Path:
-    """The folder holding spark-defaults.conf and log4j2.properties."""
-    return Path(os.environ.get("SQL_DL_CONF_DIR", PACKAGE_CONF))
-
-
-def read_spark_defaults(path: Path) -> dict:
-    """``key value`` lines, as in Spark's own spark-defaults.conf; # starts a comment."""
-    settings = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                key, _, value = line.partition(" ")
-                settings[key] = value.strip()
-    return settings
 
 
 def log_dir() -> Path:

@@ -47,8 +47,6 @@ def executor_env() -> Path:
 
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.skip("no Java: a standalone master and workers need Java 17+")
     archive = executor_env()
     state = tmp_path_factory.mktemp("standalone")
     running = cluster.start(state, workers=2)

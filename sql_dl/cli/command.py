@@ -255,7 +255,7 @@ def extension_command(defaults: bool, executor_env: str | None, catalog: str) ->
     Use them as `--properties-file FILE` or append them to $SPARK_HOME/conf/spark-defaults.conf.
     """
     from ..extension import extension_settings
-    from ..session import PACKAGE_CONF, read_spark_defaults
+    from ..spark_conf import PACKAGE_CONF, read_spark_defaults
 
     load_catalog(catalog)  # a bad catalog is one line here, not at the tool's start-up
     settings = {**(read_spark_defaults(PACKAGE_CONF / "spark-defaults.conf") if defaults else {}),

@@ -23,6 +23,7 @@ from ..catalog import allowed_model_dirs, load_catalog
 from ..errors import CatalogError
 from ..paths import state_dir
 from ..executor.udfs import Task
+from ..spark_conf import conf_dir, read_spark_defaults
 from ..specs import Catalog, ModelSpec
 from .devices import check_devices, cuda_provider, nvidia_present, spark_facts
 from .inspect import ModelInfo, missing_warning, random_weights_warning
@@ -125,12 +126,11 @@ LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 def _apply_file_listing_setting(spark: SparkSession) -> None:
     """Give a session the user built sql-dl's file-listing threshold, unless the user set one."""
     if spark.conf.get(LISTING, None) is None:
-        from ..session import conf_dir, read_spark_defaults
-
         value = read_spark_defaults(conf_dir() / "spark-defaults.conf").get(LISTING)
         if value:
             spark.conf.set(LISTING, value)
-            log.info("set %s=%s in this session (files of a glob listed on the driver)", LISTING, value)
+            log.info("%s=%s: a glob's files are listed on the driver (set it before registering to keep "
+                     "another value)", LISTING, value)
 
 
 def _registered(catalog: Catalog, prepared: list[Prepared]) -> Registered:
